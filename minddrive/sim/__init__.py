@@ -1,0 +1,1 @@
+"""Driving environments: the embedded simulator (default) and the CARLA backend."""
