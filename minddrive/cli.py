@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"minddrive {verb}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `minddrive score X | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"minddrive {verb}: interrupted", file=sys.stderr)
         return 130

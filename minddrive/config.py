@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any, Iterable
 
 from mmengine.config import Config, DictAction
@@ -49,6 +50,6 @@ def require_keys(cfg: Any, keys: Iterable[str], where: str) -> None:
     for dotted in keys:
         node = cfg
         for part in dotted.split("."):
-            if not isinstance(node, dict) or part not in node:
+            if not isinstance(node, (Mapping, Config)) or part not in node:
                 raise UserError(f"{where}: missing key '{dotted}'")
             node = node[part]
