@@ -41,7 +41,6 @@ def load_config(path: str | os.PathLike, cfg_options: dict[str, Any] | Iterable[
         if not isinstance(cfg_options, dict):
             cfg_options = parse_cfg_options(cfg_options)
         cfg.merge_from_dict(cfg_options)
-    cfg.filename = path
     return cfg
 
 

@@ -3,7 +3,9 @@
 Environment observations and ``info`` are specified in :mod:`minddrive.sim.base`.
 
 Training batch (``minddrive.data`` collate -> ``model.forward(batch)``), all torch tensors:
-    img              float32 (B, N_cam, 3, H, W)  normalised camera images, CAMERA_NAMES order
+    img              float32 (B, N_cam, 3, H, W)  RGB camera images in 0..255 (CAMERA_NAMES order); the model
+                                                  normalises them itself (its ``data_preprocessor`` mean/std),
+                                                  so training batches and rollout observations share one path
     cam_intrinsic    float32 (B, N_cam, 3, 3)     scaled to the network input size
     cam2ego          float32 (B, N_cam, 4, 4)     UE camera axes (x forward, y right, z up) -> ego
     lidar2img        float32 (B, N_cam, 4, 4)     ego -> image pixels (network input size)
@@ -28,6 +30,8 @@ Training batch (``minddrive.data`` collate -> ``model.forward(batch)``), all tor
     map_mask         float32 (B, K, P)
     has_planning     bool    (B,)                 sample carries a planning QA (stage 2/3)
     meta             list[dict]                   clip, frame, paths (not collated into tensors)
+    prev_memory      float32 (B, K, C)  optional  query-decoder temporal memory from the previous frame
+    prev_memory_mask float32 (B, K)     optional  1 = valid slot; absent or all 0 at an episode/clip start
 
 Policy (``models.MindDrivePolicy``):
     ``policy.preprocess(obs_list) -> batch``          env observations -> a batch of the keys above
@@ -61,3 +65,7 @@ class ActOutput:
     path: torch.Tensor             # float32 (B, NUM_PATH_POINTS, 2) spatial path, ego frame
     speed_waypoints: torch.Tensor  # float32 (B, 6, 2) future positions at 0.5 s steps, ego frame
     path_decision: torch.Tensor | None = None  # int64 (B,) path meta-action used (from navigation)
+    # Temporal memory after this step, {'prev_memory': (B, K, C), 'prev_memory_mask': (B, K)}: merge it into the
+    # next step's batch (``batch.update(out.memory)``); omit it at an episode start. Explicit so PPO can
+    # recompute a stored step exactly.
+    memory: dict[str, torch.Tensor] | None = None

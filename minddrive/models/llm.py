@@ -1,0 +1,122 @@
+"""The language model: one Qwen2 with MindDrive's special tokens and three PEFT LoRA adapters.
+
+``build_llm`` loads ``Qwen2ForCausalLM.from_pretrained`` from a local directory (``ckpts/Qwen2-0.5B``) or
+builds random weights from a config dict (tests, CPU quick start). The base weights are always frozen; only
+LoRA adapters train. Adapters (``ADAPTERS``) share the base and are switched per call with ``set_adapter``:
+
+* ``action_expert``   -- trained in imitation learning; produces the waypoint-token hidden states.
+* ``decision_expert`` -- scores the 7 speed meta-action tokens; trained by PPO.
+* ``value_expert``    -- with a linear head, the value net. Upstream keeps a second LoRA'd LLM copy for it;
+  because the base is frozen in every stage, "copy + LoRA" equals "shared base + its own adapter", which
+  saves one full base model of memory (~1 GB for 0.5B in bf16, ~6 GB for 3B).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from minddrive.constants import SPECIAL_TOKENS
+from minddrive.errors import UserError
+
+ADAPTERS = ("action_expert", "decision_expert", "value_expert")
+DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def build_tokenizer(cfg: dict[str, Any]):
+    """``dict(type='tiny', vocab_size=512)`` or ``dict(type='pretrained', path='ckpts/Qwen2-0.5B')``."""
+    from minddrive.data.tokenizer import build_tiny_tokenizer, load_tokenizer
+
+    kind = cfg.get("type", "pretrained")
+    if kind == "tiny":
+        return build_tiny_tokenizer(int(cfg.get("vocab_size", 512)))
+    if kind == "pretrained":
+        return load_tokenizer(cfg["path"])
+    raise UserError(f"model.llm.tokenizer.type: expected 'tiny' or 'pretrained', got {kind!r}")
+
+
+def build_base_llm(cfg: dict[str, Any], torch_dtype: torch.dtype | None = None):
+    """The bare Qwen2ForCausalLM: ``from_pretrained`` when ``cfg['pretrained']`` names a directory."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    attn = cfg.get("attn_implementation", "sdpa")
+    path = cfg.get("pretrained")
+    if path:
+        if not os.path.isdir(path) or not os.path.isfile(os.path.join(path, "config.json")):
+            raise UserError(f"model.llm.pretrained: {path!r} is not a Hugging Face model directory "
+                            "(expected config.json + weights, e.g. ckpts/Qwen2-0.5B)")
+        return Qwen2ForCausalLM.from_pretrained(path, attn_implementation=attn, dtype=torch_dtype or torch.float32)
+    if "config" not in cfg:
+        raise UserError("model.llm: expected 'pretrained' (a local directory) or 'config' (Qwen2Config kwargs)")
+    config = Qwen2Config(**cfg["config"])
+    config._attn_implementation = attn
+    return Qwen2ForCausalLM(config)
+
+
+def init_added_token_rows(llm, token_ids: list[int], seed: int) -> torch.Tensor:
+    """Give the added tokens distinct, seeded embeddings near the existing distribution.
+
+    They must differ: with tied embeddings the speed tokens' output rows are their input rows, and
+    identical rows would make every decision distribution uniform whatever the adapters do.
+    """
+    emb = llm.get_input_embeddings().weight
+    known = torch.ones(emb.shape[0], dtype=torch.bool)
+    known[token_ids] = False
+    base = emb.detach()[known[: emb.shape[0]]].float()
+    gen = torch.Generator().manual_seed(seed)
+    rows = base.mean(0) + base.std(0) * torch.randn(len(token_ids), emb.shape[1], generator=gen)
+    with torch.no_grad():
+        emb[token_ids] = rows.to(emb.dtype)
+        out = llm.get_output_embeddings()
+        if out is not None and out.weight.data_ptr() != emb.data_ptr():
+            out.weight[token_ids] = rows.to(out.weight.dtype)
+    return rows
+
+
+def build_llm(cfg: dict[str, Any], tokenizer, seed: int = 0, torch_dtype: torch.dtype | None = None):
+    """Base Qwen2 + special tokens + the three LoRA adapters, base frozen. Returns the PEFT model."""
+    from peft import LoraConfig, get_peft_model
+
+    llm = build_base_llm(cfg, torch_dtype)
+    if len(tokenizer) > llm.config.vocab_size:  # Qwen2's 151,936-row table already has room for our tokens
+        llm.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    special_ids = [tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS]
+    init_added_token_rows(llm, special_ids, seed)
+    for p in llm.parameters():
+        p.requires_grad_(False)
+    if cfg.get("gradient_checkpointing", False):
+        llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    lora = dict(r=16, lora_alpha=16, lora_dropout=0.05, target_modules=list(DEFAULT_LORA_TARGETS))
+    lora.update(cfg.get("lora", {}))
+    lora["target_modules"] = list(lora["target_modules"])
+    config = LoraConfig(bias="none", task_type="CAUSAL_LM", **lora)
+    model = get_peft_model(llm, config, adapter_name=ADAPTERS[0])
+    for name in ADAPTERS[1:]:
+        model.add_adapter(name, LoraConfig(bias="none", task_type="CAUSAL_LM", **lora))
+    return model
+
+
+def is_base_parameter(name: str) -> bool:
+    """True for a frozen base-LLM weight (anything that is not a LoRA tensor)."""
+    return "lora_" not in name
+
+
+def lora_parameter_count(hidden: int, intermediate: int, layers: int, heads: int, kv_heads: int, r: int,
+                         targets=DEFAULT_LORA_TARGETS) -> int:
+    """Parameters of one LoRA adapter on a Qwen2: r * (in + out) per targeted projection per layer."""
+    head_dim = hidden // heads
+    shapes = {"q_proj": (hidden, hidden), "k_proj": (hidden, kv_heads * head_dim), "v_proj": (hidden, kv_heads * head_dim),
+              "o_proj": (hidden, hidden), "gate_proj": (hidden, intermediate), "up_proj": (hidden, intermediate),
+              "down_proj": (intermediate, hidden)}
+    return layers * sum(r * sum(shapes[t]) for t in targets)
+
+
+class LLMHandle(nn.Module):
+    """Thin holder so the PEFT model's parameter names stay stable under ``model.llm.*``."""
+
+    def __init__(self, peft_model):
+        super().__init__()
+        self.peft = peft_model

@@ -1,0 +1,95 @@
+"""MindDrive losses (DESIGN.md §2): L1 planning, map boundary, VAE KL (in the head), collision, LM cross-entropy,
+plus the query decoder's optional set-matching auxiliary losses."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def masked_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error over valid points; ``mask`` is (B, T), points are (B, T, 2)."""
+    m = mask.unsqueeze(-1).to(pred.dtype)
+    return ((pred - target).abs() * m).sum() / (m.sum() * pred.shape[-1]).clamp(min=1.0)
+
+
+def point_to_segments_distance(points: torch.Tensor, polylines: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Distance from each point (B, T, 2) to the nearest valid segment of (B, K, P, 2) polylines -> (B, T).
+
+    A segment is valid when both its endpoints are (``mask`` (B, K, P)); no valid segment gives +inf.
+    """
+    a, b = polylines[:, :, :-1], polylines[:, :, 1:]  # (B, K, P-1, 2)
+    valid = (mask[:, :, :-1] > 0) & (mask[:, :, 1:] > 0)
+    ab = (b - a).unsqueeze(1)  # (B, 1, K, S, 2)
+    ap = points[:, :, None, None, :] - a.unsqueeze(1)  # (B, T, K, S, 2)
+    t = ((ap * ab).sum(-1) / (ab * ab).sum(-1).clamp(min=1e-6)).clamp(0, 1)
+    dist = (ap - t.unsqueeze(-1) * ab).norm(dim=-1)
+    dist = dist.masked_fill(~valid.unsqueeze(1), float("inf"))
+    return dist.flatten(2).min(-1).values
+
+
+def map_boundary_loss(points: torch.Tensor, point_mask: torch.Tensor, boundaries: torch.Tensor,
+                      boundary_mask: torch.Tensor, threshold: float = 1.0) -> torch.Tensor:
+    """Penalise planned points closer than ``threshold`` metres to a road boundary: mean of relu(thr - d)."""
+    if boundaries.shape[1] == 0 or boundaries.shape[2] < 2:
+        return points.new_zeros(())
+    d = point_to_segments_distance(points, boundaries.to(points.dtype), boundary_mask)
+    pen = F.relu(threshold - d) * point_mask
+    return pen.sum() / point_mask.sum().clamp(min=1.0)
+
+
+def collision_loss(ego_points: torch.Tensor, ego_mask: torch.Tensor, agent_boxes: torch.Tensor,
+                   agent_mask: torch.Tensor, ego_size: tuple[float, float] = (4.9, 2.1),
+                   margin: float = 0.5) -> torch.Tensor:
+    """Overlap of the planned ego box with each agent's box at the same waypoint time.
+
+    Boxes are compared along the ego-frame axes: the agent box [x, y, length, width, yaw] is replaced by its
+    axis-aligned hull and the ego box keeps the ego heading (an approximation that is exact for agents
+    aligned with the ego and conservative otherwise). The penalty is the product of the two axis overlaps
+    (m^2, including ``margin``), zero once the boxes separate on either axis.
+    """
+    if agent_boxes.shape[1] == 0:
+        return ego_points.new_zeros(())
+    boxes = agent_boxes.to(ego_points.dtype)
+    c, s = boxes[..., 4].cos().abs(), boxes[..., 4].sin().abs()
+    half_x = 0.5 * (boxes[..., 2] * c + boxes[..., 3] * s)
+    half_y = 0.5 * (boxes[..., 2] * s + boxes[..., 3] * c)
+    d = (ego_points.unsqueeze(1) - boxes[..., :2]).abs()  # (B, M, 6, 2)
+    over_x = F.relu(half_x + 0.5 * ego_size[0] + margin - d[..., 0])
+    over_y = F.relu(half_y + 0.5 * ego_size[1] + margin - d[..., 1])
+    m = agent_mask * ego_mask.unsqueeze(1)
+    return (over_x * over_y * m).sum() / ego_mask.sum().clamp(min=1.0)
+
+
+def lm_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy over positions whose label is not -100 (0 when there are none)."""
+    shift_logits, shift_labels = logits[:, :-1].float(), labels[:, 1:]
+    if not (shift_labels != -100).any():
+        return shift_logits.sum() * 0.0
+    return F.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=-100)
+
+
+def set_matching_loss(pred_points: torch.Tensor, pred_logits: torch.Tensor, targets: torch.Tensor,
+                      target_mask: torch.Tensor) -> torch.Tensor:
+    """Hungarian-matched L1 (+ objectness BCE) between N predictions and up to M targets, per sample.
+
+    ``pred_points`` (B, N, D), ``pred_logits`` (B, N), ``targets`` (B, M, D), ``target_mask`` (B, M).
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    total = pred_points.new_zeros(())
+    objectness = torch.zeros_like(pred_logits)
+    matched = 0
+    for i in range(pred_points.shape[0]):
+        valid = target_mask[i] > 0
+        tgt = targets[i][valid].to(pred_points.dtype)
+        if tgt.shape[0] == 0:
+            continue
+        cost = torch.cdist(pred_points[i].detach().float(), tgt.detach().float(), p=1)
+        rows, cols = linear_sum_assignment(cost.cpu().numpy())
+        rows_t = torch.as_tensor(rows, device=pred_points.device)
+        total = total + (pred_points[i, rows_t] - tgt[torch.as_tensor(cols, device=tgt.device)]).abs().sum()
+        objectness[i, rows_t] = 1.0
+        matched += tgt.numel()
+    bce = F.binary_cross_entropy_with_logits(pred_logits.float(), objectness.float())
+    return total / max(matched, 1) + bce

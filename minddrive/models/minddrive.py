@@ -1,0 +1,413 @@
+"""The MindDrive model: cameras -> scene tokens -> one Qwen2 with LoRA experts -> decision, value and trajectory.
+
+Data flow (batch keys as :mod:`minddrive.interfaces`):
+
+1. ``img`` (0..255) is normalised with ``data_preprocessor`` mean/std, encoded per camera by the backbone,
+   given a PETR 3D position embedding from ``lidar2img``, and read by the scene-query decoder (with the
+   explicit ``prev_memory``). The top-scoring object and lane queries plus one ego/navigation token (an MLP
+   over ``ego_state``, ``target_point``, ``route`` and ``command``) are projected to the LLM width.
+2. Image placeholder: each sequence has ONE ``<image>`` token; it is *replaced* by the N scene tokens and
+   ``attention_mask``/``labels`` are expanded (labels -100 there), so every sequence grows by N-1 positions
+   and right padding stays at the right. The dataset stays independent of N this way.
+3. The LLM runs with one adapter active: ``action_expert`` for training conversations and planning,
+   ``decision_expert`` for the 7-way speed decision (one forward; log-softmax of the LM logits restricted
+   to the speed-token ids at the last prompt position), ``value_expert`` + ``value_head`` for V(s).
+4. The hidden states at ``<waypoint_ego>`` and ``<path_waypoint_ego>`` feed the trajectory head.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from minddrive.constants import (EGO_STATE_DIM, IMAGE_TOKEN, NUM_PATH_ACTIONS, PATH_WAYPOINT_TOKEN, SPECIAL_TOKENS,
+                                 SPEED_TOKENS, WAYPOINT_TOKEN)
+from minddrive.data import prompts
+from minddrive.errors import UserError
+from minddrive.models import losses as L
+from minddrive.models.llm import ADAPTERS, LLMHandle, build_llm, build_tokenizer, is_base_parameter
+from minddrive.models.position_embedding import PETRPositionEmbedding
+from minddrive.models.query_decoder import select_top
+from minddrive.registry import MODELS, build
+from minddrive.sim.base import NUM_ROUTE_POINTS
+
+TRAINABLE_GROUPS = ("action_expert", "decision_expert", "value_expert", "vision", "projector", "query_decoder",
+                    "trajectory_head", "value_head")
+DEFAULT_LOSS_WEIGHTS = dict(lm=1.0, planning=3.0, map_boundary=3.0, kl=3.0, collision=1.0, aux_detection=0.0,
+                            aux_lane=0.0)
+# Fixed input scales for the ego/navigation token (metres and m/s are O(10)).
+_POSITION_SCALE, _STATE_SCALE = 20.0, 10.0
+
+
+@MODELS.register_module()
+class MindDrive(nn.Module):
+    def __init__(self, llm: dict, vision: dict, query_decoder: dict, trajectory_head: dict,
+                 data_preprocessor: dict | None = None, scene_tokens: dict | None = None,
+                 loss_weights: dict | None = None, map_boundary_threshold: float = 1.0,
+                 ego_size: tuple[float, float] = (4.9, 2.1), collision_margin: float = 0.5,
+                 trainable: Iterable[str] = ("action_expert", "vision", "projector", "query_decoder", "trajectory_head"),
+                 seed: int = 0):
+        super().__init__()
+        # Everything random below is drawn from ``seed``, so a config rebuilds the identical frozen base
+        # (checkpoints store only the trainable weights).
+        torch.manual_seed(seed)
+        preprocess = data_preprocessor or dict(mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375))
+        self.register_buffer("img_mean", torch.tensor(preprocess["mean"]).view(1, 1, 3, 1, 1), persistent=False)
+        self.register_buffer("img_std", torch.tensor(preprocess["std"]).view(1, 1, 3, 1, 1), persistent=False)
+
+        # --- vision ---
+        dim = query_decoder.get("embed_dim", 256)
+        self.backbone = build(vision["backbone"], MODELS, where="model.vision.backbone")
+        self.input_proj = nn.Conv2d(self.backbone.out_channels, dim, 1)
+        self.position_embedding = PETRPositionEmbedding(dim, **vision.get("position_embedding", {}))
+        self.query_decoder = build(query_decoder, MODELS, where="model.query_decoder")
+        tokens = scene_tokens or {}
+        self.num_object_tokens = tokens.get("num_object_tokens", self.query_decoder.num_object_queries)
+        self.num_lane_tokens = tokens.get("num_lane_tokens", self.query_decoder.num_lane_queries)
+
+        # --- language model ---
+        self.tokenizer = build_tokenizer(llm.get("tokenizer", {}))
+        self.llm = LLMHandle(build_llm(llm, self.tokenizer, seed=seed))
+        hidden = self.llm.peft.base_model.model.config.hidden_size
+        self.hidden_size = hidden
+        self.projector = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, hidden))
+        nav_in = EGO_STATE_DIM + 2 + NUM_ROUTE_POINTS * 2 + NUM_PATH_ACTIONS
+        self.ego_encoder = nn.Sequential(nn.Linear(nav_in, hidden), nn.GELU(), nn.Linear(hidden, hidden))
+        self.value_head = nn.Linear(hidden, 1)
+        self.trajectory_head = build(dict(trajectory_head, in_dim=hidden), MODELS, where="model.trajectory_head")
+
+        ids = {t: self.tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+        self.image_token_id, self.waypoint_token_id = ids[IMAGE_TOKEN], ids[WAYPOINT_TOKEN]
+        self.path_token_id = ids[PATH_WAYPOINT_TOKEN]
+        self.register_buffer("speed_token_ids", torch.tensor([ids[t] for t in SPEED_TOKENS]), persistent=False)
+        self.added_token_ids = list(ids.values())
+        self.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+
+        self.loss_weights = dict(DEFAULT_LOSS_WEIGHTS, **(loss_weights or {}))
+        self.map_boundary_threshold, self.ego_size, self.collision_margin = map_boundary_threshold, ego_size, collision_margin
+        self._prompt_cache: dict[str, list[int]] = {}
+        self.set_trainable(trainable)
+        self.use_adapter("action_expert")
+
+    # ------------------------------------------------------------------ parameters / adapters
+    @property
+    def llm_embeddings(self) -> nn.Embedding:
+        return self.llm.peft.base_model.model.get_input_embeddings()
+
+    @property
+    def _decoder_lm(self):
+        """(Qwen2Model, lm_head) with the LoRA layers injected in place."""
+        causal = self.llm.peft.base_model.model
+        return causal.model, causal.lm_head
+
+    def _group_modules(self) -> dict[str, list[nn.Module]]:
+        return {"vision": [self.backbone, self.input_proj, self.position_embedding],
+                "query_decoder": [self.query_decoder], "projector": [self.projector, self.ego_encoder],
+                "trajectory_head": [self.trajectory_head], "value_head": [self.value_head]}
+
+    def set_trainable(self, names: Iterable[str]) -> None:
+        """Make exactly the named groups trainable (see ``TRAINABLE_GROUPS``); base LLM weights never are."""
+        names = tuple(names)
+        unknown = [n for n in names if n not in TRAINABLE_GROUPS]
+        if unknown:
+            raise UserError(f"model.trainable: unknown group(s) {unknown}; expected names from {TRAINABLE_GROUPS}")
+        self._trainable = names
+        self._apply_trainable()
+
+    def _apply_trainable(self) -> None:
+        for group, modules in self._group_modules().items():
+            for m in modules:
+                m.requires_grad_(group in self._trainable)
+        for name, p in self.llm.named_parameters():
+            adapter = next((a for a in ADAPTERS if f".{a}." in name), None)
+            p.requires_grad_(adapter is not None and adapter in self._trainable and not is_base_parameter(name))
+
+    def use_adapter(self, name: str) -> None:
+        """Activate one LoRA adapter; trainability is re-applied because PEFT's set_adapter changes it."""
+        self.llm.peft.base_model.set_adapter(name)
+        self._active_adapter = name
+        self._apply_trainable()
+
+    @contextlib.contextmanager
+    def adapter(self, name: str):
+        previous = self._active_adapter
+        self.use_adapter(name)
+        try:
+            yield
+        finally:
+            self.use_adapter(previous)
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Every weight that is not part of the frozen base LLM: all three adapters (whatever the current
+        trainable set), vision, query decoder, projector, heads, and the added token embedding rows."""
+        state = {n: p.detach() for n, p in self.named_parameters()
+                 if not (n.startswith("llm.") and is_base_parameter(n))}
+        state["added_token_embeddings"] = self.llm_embeddings.weight[self.added_token_ids].detach()
+        return state
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        own = self.trainable_state_dict()
+        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+        if missing or unexpected:
+            raise UserError(f"checkpoint: weights do not match the model config (missing {missing[:3]}, "
+                            f"unexpected {unexpected[:3]}; {len(missing)}/{len(unexpected)} in all)")
+        params = dict(self.named_parameters())
+        with torch.no_grad():
+            for name, value in state.items():
+                if name == "added_token_embeddings":
+                    emb = self.llm_embeddings.weight
+                    emb[self.added_token_ids] = value.to(emb.dtype)
+                    out = self.llm.peft.base_model.model.get_output_embeddings()
+                    if out is not None and out.weight.data_ptr() != emb.data_ptr():
+                        out.weight[self.added_token_ids] = value.to(out.weight.dtype)
+                    continue
+                if params[name].shape != value.shape:
+                    raise UserError(f"checkpoint: {name} has shape {tuple(value.shape)}, model expects "
+                                    f"{tuple(params[name].shape)}")
+                params[name].copy_(value)
+
+    def gradient_checkpointing(self) -> bool:
+        causal = self.llm.peft.base_model.model
+        name = "is_activation_checkpointing" if hasattr(type(causal), "is_activation_checkpointing") else "is_gradient_checkpointing"
+        return bool(getattr(causal, name, False))
+
+    @contextlib.contextmanager
+    def no_llm_gradient_checkpointing(self):
+        """Checkpointed layers recompute in backward with whichever adapter is active *then*; a graph that
+        spans several adapters (PPO: decision + value) must therefore be built without it."""
+        causal = self.llm.peft.base_model.model
+        was = self.gradient_checkpointing()
+        if was:
+            causal.gradient_checkpointing_disable()
+        try:
+            yield
+        finally:
+            if was:
+                causal.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+    # ------------------------------------------------------------------ scene encoding
+    def encode_scene(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Scene tokens (B, N_obj + N_lane + 1, hidden) and the decoder outputs (incl. new memory)."""
+        img = batch["img"].to(self.img_mean.device, torch.float32)
+        b, n = img.shape[:2]
+        img = (img - self.img_mean) / self.img_std
+        feats = self.input_proj(self.backbone(img.flatten(0, 1)))  # (B*N, C, h, w)
+        c, h, w = feats.shape[1:]
+        stride = img.shape[-1] // w
+        pos = self.position_embedding(batch["lidar2img"].to(feats.device), (h, w), stride)  # (B, N, C, h, w)
+        feats = feats.view(b, n, c, h, w).permute(0, 1, 3, 4, 2).reshape(b, n * h * w, c)
+        pos = pos.permute(0, 1, 3, 4, 2).reshape(b, n * h * w, c).to(feats.dtype)
+        dec = self.query_decoder(feats, pos, batch.get("prev_memory"), batch.get("prev_memory_mask"))
+        objects = select_top(dec["objects"], dec["object_scores"], self.num_object_tokens)
+        lanes = dec["lanes"]
+        if "lane_scores" in dec:
+            lanes = select_top(lanes, dec["lane_scores"], self.num_lane_tokens)
+        scene = self.projector(torch.cat([objects, lanes], 1))
+        ego = self.ego_encoder(self._navigation_features(batch, scene.device)).unsqueeze(1)
+        return torch.cat([scene, ego], 1), dec
+
+    def _navigation_features(self, batch: dict[str, Any], device) -> torch.Tensor:
+        state = batch["ego_state"].to(device, torch.float32) / _STATE_SCALE
+        target = batch["target_point"].to(device, torch.float32) / _POSITION_SCALE
+        route = batch["route"].to(device, torch.float32).flatten(1) / _POSITION_SCALE
+        command = torch.nn.functional.one_hot(batch["command"].to(device).long(), NUM_PATH_ACTIONS).float()
+        return torch.cat([state, target, route, command], -1)
+
+    # ------------------------------------------------------------------ sequences
+    def splice_scene(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, scene: torch.Tensor,
+                     labels: torch.Tensor | None = None):
+        """Replace the single ``<image>`` token of every row by the N scene tokens.
+
+        Returns ``(inputs_embeds, attention_mask, labels, token_ids)`` of length L + N - 1; ``token_ids``
+        holds the image id at scene positions (used to locate special tokens after the splice).
+        """
+        b, length = input_ids.shape
+        n = scene.shape[1]
+        is_image = input_ids == self.image_token_id
+        counts = is_image.sum(1)
+        if not torch.all(counts == 1):
+            raise UserError(f"batch.input_ids: expected exactly one {IMAGE_TOKEN} token per sequence, "
+                            f"got counts {counts.tolist()}")
+        img_pos = is_image.float().argmax(1, keepdim=True)  # (B, 1)
+        new_pos = torch.arange(length + n - 1, device=input_ids.device).unsqueeze(0).expand(b, -1)
+        in_scene = (new_pos >= img_pos) & (new_pos < img_pos + n)
+        text_src = torch.where(new_pos < img_pos, new_pos, new_pos - n + 1).clamp(0, length - 1)
+        text_embeds = self.llm_embeddings(input_ids)
+        scene_src = (new_pos - img_pos).clamp(0, n - 1)
+        gathered_text = torch.gather(text_embeds, 1, text_src.unsqueeze(-1).expand(-1, -1, text_embeds.shape[-1]))
+        gathered_scene = torch.gather(scene.to(text_embeds.dtype), 1,
+                                      scene_src.unsqueeze(-1).expand(-1, -1, text_embeds.shape[-1]))
+        embeds = torch.where(in_scene.unsqueeze(-1), gathered_scene, gathered_text)
+        mask = torch.where(in_scene, torch.ones_like(attention_mask[:, :1]), torch.gather(attention_mask, 1, text_src))
+        ids = torch.where(in_scene, torch.full_like(input_ids[:, :1], self.image_token_id),
+                          torch.gather(input_ids, 1, text_src))
+        new_labels = None
+        if labels is not None:
+            new_labels = torch.where(in_scene, torch.full_like(labels[:, :1], -100), torch.gather(labels, 1, text_src))
+        return embeds, mask, new_labels, ids
+
+    def run_llm(self, adapter: str, embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Last hidden states (B, L, H) of the LLM with ``adapter`` active."""
+        self.use_adapter(adapter)
+        decoder, _ = self._decoder_lm
+        return decoder(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False).last_hidden_state
+
+    def tokenize_prompts(self, texts: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-padded ids/mask for prompt texts (cached per text: prompts repeat across steps)."""
+        rows = []
+        for text in texts:
+            if text not in self._prompt_cache:
+                self._prompt_cache[text] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            rows.append(self._prompt_cache[text])
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, :len(r)] = torch.tensor(r)
+            mask[i, :len(r)] = 1
+        return ids.to(device), mask.to(device)
+
+    def decision_inputs(self, batch: dict[str, Any], scene: torch.Tensor):
+        command = batch["command"].tolist()
+        ids, mask = self.tokenize_prompts([prompts.decision_prompt(int(c)) for c in command], scene.device)
+        embeds, mask, _, _ = self.splice_scene(ids, mask, scene)
+        return embeds, mask
+
+    # ------------------------------------------------------------------ heads
+    def decision_logits(self, batch: dict[str, Any], scene: torch.Tensor) -> torch.Tensor:
+        """Decision-expert logits of the 7 speed tokens at the answer position (B, 7): one forward pass."""
+        embeds, mask = self.decision_inputs(batch, scene)
+        hidden = self.run_llm("decision_expert", embeds, mask)
+        last = hidden[torch.arange(hidden.shape[0], device=hidden.device), mask.sum(1) - 1]
+        _, lm_head = self._decoder_lm
+        # Restricting the output projection to the 7 rows equals taking those columns of the full logits.
+        weight = lm_head.weight[self.speed_token_ids]
+        bias = lm_head.bias[self.speed_token_ids] if lm_head.bias is not None else None
+        return torch.nn.functional.linear(last, weight, bias).float()
+
+    def decision_log_probs(self, batch: dict[str, Any], scene: torch.Tensor | None = None,
+                           temperature: float = 1.0) -> torch.Tensor:
+        if scene is None:
+            scene, _ = self.encode_scene(batch)
+        return torch.log_softmax(self.decision_logits(batch, scene) / temperature, dim=-1)
+
+    def value(self, batch: dict[str, Any], scene: torch.Tensor | None = None) -> torch.Tensor:
+        """V(s) (B,): value adapter over the decision prompt, linear head on the last prompt position."""
+        if scene is None:
+            scene, _ = self.encode_scene(batch)
+        embeds, mask = self.decision_inputs(batch, scene)
+        hidden = self.run_llm("value_expert", embeds, mask)
+        last = hidden[torch.arange(hidden.shape[0], device=hidden.device), mask.sum(1) - 1]
+        return self.value_head(last.float()).squeeze(-1)
+
+    def _planning_states(self, hidden: torch.Tensor, ids: torch.Tensor):
+        """Hidden states at the first waypoint / path-waypoint token; rows without them get zeros + flag."""
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        has_wp, has_path = (ids == self.waypoint_token_id), (ids == self.path_token_id)
+        present = has_wp.any(1) & has_path.any(1)
+        h_wp = hidden[rows, has_wp.float().argmax(1)] * present.unsqueeze(-1)
+        h_path = hidden[rows, has_path.float().argmax(1)] * present.unsqueeze(-1)
+        return h_wp, h_path, present
+
+    def plan(self, batch: dict[str, Any], decision: torch.Tensor, path_decision: torch.Tensor | None = None,
+             scene: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Action expert conditioned on the chosen speed decision -> speed waypoints (B, 6, 2), path (B, P, 2)."""
+        if scene is None:
+            scene, _ = self.encode_scene(batch)
+        path_decision = batch["command"] if path_decision is None else path_decision
+        texts = [prompts.action_prompt(int(s), int(p)) for s, p in zip(decision.tolist(), path_decision.tolist())]
+        ids, mask = self.tokenize_prompts(texts, scene.device)
+        embeds, mask, _, new_ids = self.splice_scene(ids, mask, scene)
+        hidden = self.run_llm("action_expert", embeds, mask)
+        h_wp, h_path, _ = self._planning_states(hidden, new_ids)
+        return self.trajectory_head(h_wp.float(), h_path.float())
+
+    # ------------------------------------------------------------------ training
+    def forward(self, batch: dict[str, Any], return_memory: bool = False):
+        """Imitation-learning losses (weighted, each a scalar ``loss_*``; the total is their sum).
+
+        The batch's own conversation carries the decision (teacher forcing); planning losses apply where
+        ``has_planning`` is set and the conversation holds the waypoint tokens. With ``return_memory``
+        also returns ``{'prev_memory', 'prev_memory_mask'}`` for the next frame.
+        """
+        device = self.img_mean.device
+        scene, dec = self.encode_scene(batch)
+        embeds, mask, labels, ids = self.splice_scene(batch["input_ids"].to(device), batch["attention_mask"].to(device),
+                                                      scene, batch["labels"].to(device))
+        hidden = self.run_llm("action_expert", embeds, mask)
+        w = self.loss_weights
+        losses: dict[str, torch.Tensor] = {}
+
+        # LM cross-entropy only where labels exist: project just those positions (the vocab is 152k wide).
+        target = labels[:, 1:]
+        keep = target != -100
+        _, lm_head = self._decoder_lm
+        if keep.any():
+            logits = lm_head(hidden[:, :-1][keep]).float()
+            losses["loss_lm"] = w["lm"] * torch.nn.functional.cross_entropy(logits, target[keep])
+        else:
+            losses["loss_lm"] = hidden.sum() * 0.0
+
+        h_wp, h_path, present = self._planning_states(hidden, ids)
+        has_plan = present & batch["has_planning"].to(device).bool()
+        wp_mask = batch["ego_fut_mask"].to(device).float() * has_plan.unsqueeze(-1)
+        path_mask = batch["path_mask"].to(device).float() * has_plan.unsqueeze(-1)
+        gt_wp, gt_path = batch["ego_fut_traj"].to(device).float(), batch["path_points"].to(device).float()
+        out = self.trajectory_head(h_wp.float(), h_path.float(), gt_wp, wp_mask, gt_path, path_mask,
+                                   sample=self.training)
+        wp, path = out["speed_waypoints"], out["path"]
+        losses["loss_planning"] = w["planning"] * (L.masked_l1(wp, gt_wp, wp_mask) + L.masked_l1(path, gt_path, path_mask))
+        bounds, bmask = batch["map_boundaries"].to(device).float(), batch["map_mask"].to(device).float()
+        losses["loss_map_boundary"] = w["map_boundary"] * (
+            L.map_boundary_loss(wp, wp_mask, bounds, bmask, self.map_boundary_threshold)
+            + L.map_boundary_loss(path, path_mask, bounds, bmask, self.map_boundary_threshold))
+        losses["loss_kl"] = w["kl"] * out["kl"] * has_plan.any()
+        losses["loss_collision"] = w["collision"] * L.collision_loss(
+            wp, wp_mask, batch["agent_boxes"].to(device).float(), batch["agent_mask"].to(device).float(),
+            self.ego_size, self.collision_margin)
+        if w["aux_detection"] > 0 and "boxes" in dec:
+            # Targets: agents at the first future time (the only agent boxes the batch carries).
+            agents, amask = batch["agent_boxes"].to(device)[:, :, 0, :2], batch["agent_mask"].to(device)[:, :, 0]
+            losses["loss_aux_detection"] = w["aux_detection"] * L.set_matching_loss(
+                dec["boxes"][..., :2], dec["object_scores"], agents, amask)
+        if w["aux_lane"] > 0 and "lane_polylines" in dec:
+            lanes = _resample_polylines(batch["map_boundaries"].to(device).float(), batch["map_mask"].to(device).float(),
+                                        dec["lane_polylines"].shape[2])
+            lane_mask = (batch["map_mask"].to(device).sum(-1) >= 2).float()
+            losses["loss_aux_lane"] = w["aux_lane"] * L.set_matching_loss(
+                dec["lane_polylines"].flatten(2), dec["lane_scores"], lanes.flatten(2), lane_mask)
+        if return_memory:
+            return losses, {"prev_memory": dec["memory"], "prev_memory_mask": dec["memory_mask"]}
+        return losses
+
+    # ------------------------------------------------------------------ baseline for the benchmark
+    @torch.inference_mode()
+    def decide_by_generation(self, batch: dict[str, Any], max_new_tokens: int = 2) -> torch.Tensor:
+        """Token-by-token ``generate`` baseline: greedy decode after the decision prompt; the speed index of
+        the first generated token, or -1 if it is not a speed token. Only for benchmarking against the
+        single-pass scorer."""
+        scene, _ = self.encode_scene(batch)
+        embeds, mask = self.decision_inputs(batch, scene)
+        # generate() continues from the last column, so move right padding to the left.
+        lengths = mask.sum(1)
+        shift = (mask.shape[1] - lengths).tolist()
+        embeds = torch.stack([e.roll(s, 0) for e, s in zip(embeds, shift)])
+        mask = torch.stack([m.roll(s, 0) for m, s in zip(mask, shift)])
+        self.use_adapter("decision_expert")
+        causal = self.llm.peft.base_model.model
+        out = causal.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens,
+                              do_sample=False, pad_token_id=self.pad_token_id)
+        first = out[:, -max_new_tokens] if out.shape[1] >= max_new_tokens else out[:, 0]
+        match = first.unsqueeze(-1) == self.speed_token_ids.unsqueeze(0)
+        return torch.where(match.any(-1), match.float().argmax(-1), torch.full_like(first, -1))
+
+
+def _resample_polylines(lines: torch.Tensor, mask: torch.Tensor, num: int) -> torch.Tensor:
+    """Resample (B, K, P, 2) polylines to ``num`` points by index (valid points assumed to be a prefix)."""
+    count = mask.sum(-1).clamp(min=1)  # (B, K)
+    t = torch.linspace(0, 1, num, device=lines.device)
+    idx = (t.view(1, 1, -1) * (count.unsqueeze(-1) - 1)).round().long()
+    return torch.gather(lines, 2, idx.unsqueeze(-1).expand(-1, -1, -1, 2))

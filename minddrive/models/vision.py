@@ -1,0 +1,184 @@
+"""Image backbones: each maps (B, 3, H, W) normalised images to a stride-16 feature map (B, C, H/16, W/16).
+
+* :class:`SmallCNN` -- a few strided convolutions, for tests and CPU runs.
+* :class:`EVA02ViT` -- an EVA-02-shaped plain ViT (patch 16, SwiGLU MLP, windowed attention in most
+  blocks and global attention every ``global_every``-th block, PyTorch SDPA) written in plain torch so
+  it runs where timm cannot be imported. Tiny shapes for tests; embed 1024 / depth 24 / heads 16 at
+  640x640 for the real configs (EVA-02-L/16, as upstream ORION/MindDrive).
+* :class:`TimmBackbone` -- wraps a timm model when timm imports (the CUDA device machines).
+
+Pretrained weights come from a local file (``ckpts/...``) via ``pretrained=``; never from a hub.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from minddrive.errors import UserError
+from minddrive.registry import MODELS
+
+
+def load_local_weights(module: nn.Module, path: str | None, where: str) -> None:
+    """Load a state dict (``.safetensors`` or torch ``.pth``) from a local file into ``module``."""
+    if not path:
+        return
+    if not os.path.isfile(path):
+        raise UserError(f"{where}.pretrained: weight file {path!r} not found (put it under ckpts/)")
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        state = load_file(path)
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state.get("model", state))
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if len(missing) == len(module.state_dict()):
+        raise UserError(f"{where}.pretrained: {path!r} shares no parameter names with {type(module).__name__}")
+
+
+@MODELS.register_module()
+class SmallCNN(nn.Module):
+    """Four stride-2 conv stages (stride 16 overall) with BatchNorm-free GroupNorm, cheap on CPU."""
+
+    def __init__(self, out_channels: int = 64, widths: tuple[int, ...] = (16, 32, 48), pretrained: str | None = None):
+        super().__init__()
+        chans = (3, *widths, out_channels)
+        layers: list[nn.Module] = []
+        for c_in, c_out in zip(chans[:-1], chans[1:]):
+            layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.GroupNorm(min(8, c_out), c_out), nn.GELU()]
+        self.body = nn.Sequential(*layers)
+        self.out_channels = out_channels
+        self.stride = 2 ** (len(chans) - 1)
+        load_local_weights(self, pretrained, "model.vision.backbone")
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.body(images)
+
+
+class _SwiGLU(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.w12 = nn.Linear(dim, 2 * hidden)
+        self.norm = nn.LayerNorm(hidden)  # EVA-02 puts a sub-LayerNorm inside the MLP
+        self.w3 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.w12(x).chunk(2, dim=-1)
+        return self.w3(self.norm(F.silu(a) * b))
+
+
+class _ViTBlock(nn.Module):
+    """Pre-norm block; attention is global or inside non-overlapping ``window`` x ``window`` patch windows."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, window: int | None):
+        super().__init__()
+        self.heads, self.window = heads, window
+        self.norm1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = _SwiGLU(dim, int(dim * mlp_ratio))
+
+    def _attend(self, x: torch.Tensor) -> torch.Tensor:  # x: (B', T, C)
+        b, t, c = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(out.transpose(1, 2).reshape(b, t, c))
+
+    def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+        h, w = hw
+        b, _, c = x.shape
+        y = self.norm1(x)
+        if self.window:
+            s = self.window
+            ph, pw = (-h) % s, (-w) % s  # pad the grid to whole windows
+            grid = F.pad(y.view(b, h, w, c), (0, 0, 0, pw, 0, ph))
+            hp, wp = h + ph, w + pw
+            win = grid.view(b, hp // s, s, wp // s, s, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, s * s, c)
+            win = self._attend(win)
+            grid = win.view(b, hp // s, wp // s, s, s, c).permute(0, 1, 3, 2, 4, 5).reshape(b, hp, wp, c)
+            y = grid[:, :h, :w].reshape(b, h * w, c)
+        else:
+            y = self._attend(y)
+        x = x + y
+        return x + self.mlp(self.norm2(x))
+
+
+@MODELS.register_module()
+class EVA02ViT(nn.Module):
+    """EVA-02-shaped ViT backbone. Real config: ``embed_dim=1024, depth=24, num_heads=16, img_size=(640, 640)``.
+
+    Global attention in blocks ``global_every-1, 2*global_every-1, ...`` (2, 5, 8, ... for 3) and windowed
+    attention elsewhere, as the EVA-02 detection backbones. Absolute position embeddings are bicubically
+    resized when the input differs from ``img_size``. ``grad_checkpoint`` recomputes each block in backward.
+    """
+
+    def __init__(self, img_size: tuple[int, int] = (640, 640), patch_size: int = 16, embed_dim: int = 1024,
+                 depth: int = 24, num_heads: int = 16, mlp_ratio: float = 4 * 2 / 3, window_size: int = 16,
+                 global_every: int = 3, out_channels: int | None = None, grad_checkpoint: bool = False,
+                 pretrained: str | None = None):
+        super().__init__()
+        self.patch_size = patch_size
+        self.stride = patch_size
+        self.grid = (img_size[0] // patch_size, img_size[1] // patch_size)
+        self.patch_embed = nn.Conv2d(3, embed_dim, patch_size, stride=patch_size)
+        self.pos_embed = nn.Parameter(torch.zeros(1, embed_dim, *self.grid))
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        self.blocks = nn.ModuleList(
+            _ViTBlock(embed_dim, num_heads, mlp_ratio, None if (i + 1) % global_every == 0 else window_size)
+            for i in range(depth))
+        self.norm = nn.LayerNorm(embed_dim)
+        self.out_channels = out_channels or embed_dim
+        self.neck = nn.Identity() if self.out_channels == embed_dim else nn.Conv2d(embed_dim, self.out_channels, 1)
+        self.grad_checkpoint = grad_checkpoint
+        load_local_weights(self, pretrained, "model.vision.backbone")
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(images)
+        b, c, h, w = x.shape
+        pos = self.pos_embed
+        if (h, w) != self.grid:
+            pos = F.interpolate(pos, size=(h, w), mode="bicubic", align_corners=False)
+        x = (x + pos).flatten(2).transpose(1, 2)
+        for block in self.blocks:
+            if self.grad_checkpoint and self.training and torch.is_grad_enabled():
+                x = checkpoint(block, x, (h, w), use_reentrant=False)
+            else:
+                x = block(x, (h, w))
+        x = self.norm(x).transpose(1, 2).reshape(b, c, h, w)
+        return self.neck(x)
+
+
+@MODELS.register_module()
+class TimmBackbone(nn.Module):
+    """A timm model's last feature map (only where timm imports, i.e. with a CUDA torch build)."""
+
+    def __init__(self, model_name: str = "eva02_large_patch14_448", out_channels: int | None = None,
+                 pretrained: str | None = None, **timm_kwargs):
+        super().__init__()
+        try:
+            import timm
+        except Exception as exc:  # timm needs torchvision, which does not import beside the CPU torch wheel
+            raise UserError(f"model.vision.backbone: type TimmBackbone needs timm ({exc}); use EVA02ViT or SmallCNN")
+        self.model = timm.create_model(model_name, pretrained=False, features_only=True, **timm_kwargs)
+        info = self.model.feature_info
+        self.stride = info.reduction()[-1]
+        channels = info.channels()[-1]
+        self.out_channels = out_channels or channels
+        self.neck = nn.Identity() if self.out_channels == channels else nn.Conv2d(channels, self.out_channels, 1)
+        load_local_weights(self.model, pretrained, "model.vision.backbone")
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.neck(self.model(images)[-1])
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+__all__ = ["SmallCNN", "EVA02ViT", "TimmBackbone", "load_local_weights", "count_parameters"]
