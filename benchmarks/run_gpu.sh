@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The GPU benchmark run (issues #10, #11) in one command, for the device tool. From the repository root:
+#
+#   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl \
+#     && export PYTHONPATH=/tmp/site:$PWD && bash benchmarks/run_gpu.sh
+#
+# Parts, each under its own timeout and all under TOTAL_BUDGET_S (a part that fails or times out is
+# recorded and the next one still runs):
+#   1. gpu_bench.py --size all                      -> $OUT/gpu_bench.json
+#   2. torchrun 1 process  multi_gpu_bench.py       -> $OUT/multi_gpu_w1.json
+#   3. torchrun all GPUs   multi_gpu_bench.py       -> $OUT/multi_gpu_wN.json   (skipped with one GPU)
+#   4. compare                                      -> $OUT/multi_gpu.json (scaling efficiency, loss agreement)
+# Full logs go to $OUT/gpu_bench.log and $OUT/multi_gpu.log (6 files in all).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+OUT=${OUT:-work_dirs/gpu_run}
+PY=${PYTHON:-python3}
+TOTAL_BUDGET_S=${TOTAL_BUDGET_S:-540}
+SIZES=${SIZES:-05b,3b}
+export NCCL_NVLS_ENABLE=0          # NVLink multicast stays off (the machine sets it too)
+export TOKENIZERS_PARALLELISM=false
+export PYTHONUNBUFFERED=1
+mkdir -p "$OUT"
+
+DEADLINE=$(( $(date +%s) + TOTAL_BUDGET_S ))
+NGPU=$($PY -c "import torch; print(torch.cuda.device_count())" 2>/dev/null || echo 0)
+echo "run_gpu: $NGPU GPU(s), budget ${TOTAL_BUDGET_S}s, out $OUT"
+if [ "$NGPU" -lt 1 ]; then echo "run_gpu: no CUDA device visible" >&2; exit 1; fi
+
+# part NAME LOG CAP_S CMD... : run CMD with timeout min(CAP_S, time left); full output to LOG, filtered to stdout.
+part() {
+  local name=$1 log=$2 cap=$3; shift 3
+  local left=$(( DEADLINE - $(date +%s) ))
+  local limit=$(( cap < left ? cap : left ))
+  if [ "$limit" -lt 30 ]; then echo "== $name: skipped (${left}s left)"; return 0; fi
+  echo "== $name (timeout ${limit}s)"
+  local start=$(date +%s)
+  timeout --signal=TERM --kill-after=15 "$limit" "$@" > >(tee -a "$OUT/$log" | grep -v -i -E "warn|^\s*$") 2>&1
+  local rc=$?
+  echo "== $name: exit $rc after $(( $(date +%s) - start ))s"
+}
+
+MICRO=$(( NGPU > 1 ? NGPU : 2 ))
+PORT=$(( 29500 + RANDOM % 1000 ))
+part gpu_bench gpu_bench.log 250 \
+  $PY benchmarks/gpu_bench.py --size all --steps 5 --size-timeout 125 --out "$OUT"
+part multi_gpu_w1 multi_gpu.log 140 \
+  $PY -m torch.distributed.run --nproc_per_node=1 --master_port=$PORT benchmarks/multi_gpu_bench.py \
+    --sizes "$SIZES" --micro-batches $MICRO --steps 2 --fit-from "$OUT/gpu_bench.json" --out "$OUT"
+if [ "$NGPU" -gt 1 ]; then
+  part "multi_gpu_w$NGPU" multi_gpu.log 140 \
+    $PY -m torch.distributed.run --nproc_per_node=$NGPU --master_port=$((PORT + 1)) benchmarks/multi_gpu_bench.py \
+      --sizes "$SIZES" --micro-batches $MICRO --steps 2 --fit-from "$OUT/gpu_bench.json" --out "$OUT"
+  if [ -f "$OUT/multi_gpu_w1.json" ] && [ -f "$OUT/multi_gpu_w$NGPU.json" ]; then
+    $PY benchmarks/multi_gpu_bench.py --compare "$OUT/multi_gpu_w1.json" "$OUT/multi_gpu_w$NGPU.json" --out "$OUT"
+  else
+    echo "== compare: skipped (a multi-GPU result is missing)"
+  fi
+fi
+echo "run_gpu: done in $(( TOTAL_BUDGET_S - (DEADLINE - $(date +%s)) ))s; files:"; ls -la "$OUT"
