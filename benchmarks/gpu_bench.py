@@ -33,7 +33,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -72,7 +71,10 @@ class SizeSpec:
     config: str                              # file under CONFIG_DIR; the tiny config stands in if it is missing
     llm_shape: dict | None                   # Qwen2Config kwargs forced onto the config (None: keep the config's)
     text_len: int                            # conversation tokens of one IL sample (before scene splicing)
-    il_batches: tuple[int, ...] = (4, 2, 1)  # tried in order until one fits
+    # (batch, gradient checkpointing) tried in order until one fits; the JSON records which one ran.
+    il_ladder: tuple[tuple[int, bool], ...] = ((4, False), (4, True), (2, False), (2, True), (1, True))
+    parts: tuple[str, ...] = ("rollout", "il_step", "ppo")  # most important figure first
+    backbone: dict | None = None             # replaces the config's backbone (tiny: a small EVA02ViT)
     act_batches: tuple[int, ...] = (8, 32, 64)
     gen_batches: tuple[int, ...] = (1, 32)
     ppo_batch: int = 32
@@ -82,11 +84,17 @@ class SizeSpec:
 
 
 SIZES = {
-    "tiny": SizeSpec("tiny", "minddrive_tiny.py", None, text_len=96, il_batches=(2, 1), act_batches=(4,),
-                     gen_batches=(1, 4), ppo_batch=4, ppo_minibatches=2, latency_runs=3, ceiling_n=512),
+    # The tiny size runs a 2-block EVA02ViT (one windowed, one global block) so the CPU smoke run covers
+    # the ViT's FLOP count and the analytic estimate at real code paths.
+    "tiny": SizeSpec("tiny", "minddrive_tiny.py", None, text_len=96, il_ladder=((2, False), (1, True)),
+                     act_batches=(4,), gen_batches=(1, 4), ppo_batch=4, ppo_minibatches=2, latency_runs=3,
+                     ceiling_n=512, backbone=dict(type="EVA02ViT", img_size=(128, 224), patch_size=16, embed_dim=32,
+                                                  depth=2, num_heads=2, window_size=4, global_every=2)),
     "05b": SizeSpec("05b", "minddrive_qwen2_05b.py", QWEN2_05B, text_len=320),
+    # 3B at batch 4 without checkpointing does not fit 80 GB (0.5B alone peaks at 64 GiB there): start at 2.
     "3b": SizeSpec("3b", "minddrive_qwen25_3b.py", QWEN25_3B, text_len=320, act_batches=(8, 32),
-                   gen_batches=(1, 32)),
+                   gen_batches=(1, 32), il_ladder=((2, False), (4, True), (2, True), (1, True)),
+                   parts=("il_step", "rollout")),
 }
 # Upstream answers the decision in plain words, "The car should be maintain moderate speed lanefollow." after
 # the question: about 12 Qwen2 tokens generated one by one (our prompt already ends with the prefix and the
@@ -124,6 +132,8 @@ def model_config(spec: SizeSpec) -> tuple[dict, tuple[int, int], str]:
     if spec.llm_shape is not None:
         llm["config"] = dict(spec.llm_shape)
     model["vision"]["backbone"].pop("pretrained", None)
+    if spec.backbone is not None:
+        model["vision"]["backbone"] = dict(spec.backbone)
     if fallback and spec.llm_shape is not None:
         model["vision"]["backbone"] = dict(EVA02_L)
         model["query_decoder"] = dict(REAL_QUERY_DECODER)
@@ -134,17 +144,55 @@ def model_config(spec: SizeSpec) -> tuple[dict, tuple[int, int], str]:
     return model, image_size, source
 
 
+class BuildOnDevice(torch.overrides.TorchFunctionMode):
+    """Create every tensor of a model's construction directly on ``device`` (no CPU init, no copy).
+
+    Like ``with torch.device(device)``, except that a factory call given a CPU ``torch.Generator`` (the
+    model's seeded draws, e.g. the added token rows) runs on the CPU and is moved, where the plain device
+    context would fail on the generator/device mismatch. Everything else draws from the device's default
+    generator, which ``torch.manual_seed`` in the model's constructor seeds: the build stays deterministic.
+    """
+
+    def __init__(self, device: torch.device):
+        super().__init__()
+        from torch.utils._device import _device_constructors
+
+        self.device = torch.device(device)
+        self.constructors = _device_constructors()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func in self.constructors and kwargs.get("device") is None:
+            generator = kwargs.get("generator")
+            if generator is not None and generator.device.type != self.device.type:
+                return func(*args, **kwargs).to(self.device)
+            kwargs["device"] = self.device
+        return func(*args, **kwargs)
+
+
 def build_model(spec: SizeSpec, device: torch.device):
+    """The model with random weights on ``device``; built there directly (a 3B build on the CPU takes minutes),
+    falling back to a CPU build + copy if construction on the device fails."""
     from minddrive.registry import MODELS, build
 
     cfg, image_size, source = model_config(spec)
     started = time.perf_counter()
-    model = build(cfg, MODELS, where="model")  # on CPU: the model's seeded init draws from CPU generators
+    built_on, fallback = device.type, None
+    try:
+        with BuildOnDevice(device):
+            model = build(copy.deepcopy(cfg), MODELS, where="model")
+    except Exception as exc:  # robustness on a device run that cannot be repeated: the slow path still works
+        fallback = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+        print(f"[build] on {device.type} failed ({fallback}); building on the CPU", file=sys.stderr)
+        free_memory(device)
+        model, built_on = build(copy.deepcopy(cfg), MODELS, where="model"), "cpu"
     model.to(device)
-    return model, image_size, dict(config=source, build_s=round(time.perf_counter() - started, 1),
-                                   params_m=round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
-                                   trainable_m=round(sum(p.numel() for p in model.parameters()
-                                                         if p.requires_grad) / 1e6, 2))
+    info = dict(config=source, built_on=built_on, build_s=round(time.perf_counter() - started, 1),
+                params_m=round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
+                trainable_m=round(sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6, 2))
+    if fallback:
+        info["device_build_error"] = fallback
+    return model, image_size, info
 
 
 def set_gradient_checkpointing(model, enabled: bool) -> None:
@@ -275,7 +323,7 @@ def guarded(results: dict, name: str, fn: Callable[[], dict], device: torch.devi
                              oom=is_out_of_memory(exc), wall_s=round(time.perf_counter() - started, 1))
         print(f"[{name}] failed: {results[name]['error']}", file=sys.stderr)
         if not is_out_of_memory(exc):
-            traceback.print_exc(limit=6)
+            traceback.print_exc()  # whole stack: the device log is the only evidence of a one-shot run
         return None
     finally:
         free_memory(device)
@@ -344,54 +392,180 @@ def il_train_step(model, optimizer, batch: dict, device: torch.device, grad_clip
     return float(loss.detach())
 
 
+def attention_flops(q_shape, k_shape, v_shape, backward: bool = False) -> int:
+    """Matmul FLOPs of softmax attention (B, Hq, Sq, D) x (B, Hkv, Sk, D); key/value heads are broadcast to the
+    query heads (grouped-query attention), which the flop counter of older torch versions rejects. Forward:
+    QK^T and PV; backward: the recomputed scores plus four gradient matmuls (2.5x the forward)."""
+    b, heads, s_q, d = q_shape[-4:]
+    s_k, d_v = k_shape[-2], v_shape[-1]
+    forward = 2 * b * heads * s_q * s_k * (d + d_v)
+    return forward * 5 // 2 if backward else forward
+
+
+def _sdpa_formulas() -> dict:
+    """GQA-aware formulas for every SDPA kernel this torch has, the CPU ones included (unregistered upstream,
+    so they would count as zero)."""
+    aten = torch.ops.aten
+
+    def fwd(q, k, v, *args, out_shape=None, **kwargs):
+        return attention_flops(q, k, v)
+
+    def bwd(grad_out, q, k, v, *args, out_shape=None, **kwargs):
+        return attention_flops(q, k, v, backward=True)
+
+    formulas = {}
+    for name in ("_scaled_dot_product_efficient_attention", "_scaled_dot_product_flash_attention",
+                 "_scaled_dot_product_cudnn_attention", "_scaled_dot_product_flash_attention_for_cpu"):
+        if hasattr(aten, name):
+            formulas[getattr(aten, name)] = fwd
+        if hasattr(aten, name + "_backward"):
+            formulas[getattr(aten, name + "_backward")] = bwd
+    return formulas
+
+
 def count_flops(fn: Callable[[], Any]) -> int:
     """FLOPs executed by ``fn`` (matmuls, convolutions, attention), by ``torch.utils.flop_counter``."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounterMode(display=False, custom_mapping=_sdpa_formulas())
     with counter:
         fn()
     return int(counter.get_total_flops())
 
 
-def bench_il_step(model, spec: SizeSpec, image_size, device, steps: int, ceiling_tflops: float | None) -> dict:
+@contextlib.contextmanager
+def eager_llm_attention(model):
+    """Switch the LLM to eager attention (explicit matmuls, counted exactly) for a FLOP-counting pass; the
+    timed steps keep SDPA. The attention modules and the mask builder read the config at every forward."""
+    config = model.llm.peft.base_model.model.config
+    previous = config._attn_implementation
+    config._attn_implementation = "eager"
+    try:
+        yield
+    finally:
+        config._attn_implementation = previous
+
+
+def il_sequence_tokens(model, text_len: int) -> int:
+    """LLM positions of one IL sample: the text with its one ``<image>`` token replaced by the scene tokens."""
+    return text_len - 1 + model.num_object_tokens + model.num_lane_tokens + 1
+
+
+def analytic_il_flops(model, batch_size: int, image_size: tuple[int, int], text_len: int, labelled: int) -> dict:
+    """Model FLOPs of one IL step from the architecture (the 2·params·tokens rule plus attention scores),
+    as a cross-check of the counted figure. Backward costs 2x the forward where weights train (input and
+    weight gradients) and 1x where they are frozen (input gradients only: the base LLM under LoRA).
+    The query decoder, position embedding and heads are left out (a few percent at real shapes)."""
+    out: dict[str, Any] = {}
+    backbone = model.backbone
+    if type(backbone).__name__ == "EVA02ViT":
+        ps = backbone.patch_size
+        gh, gw = image_size[0] // ps, image_size[1] // ps
+        tokens = gh * gw
+        dim = backbone.patch_embed.out_channels
+        fwd = 2 * tokens * backbone.patch_embed.weight.numel()
+        for block in backbone.blocks:
+            linear = sum(m.weight.numel() for m in block.modules() if isinstance(m, torch.nn.Linear))
+            if block.window:  # the grid is padded to whole windows before qkv, attention and proj
+                w = block.window
+                windows = -(-gh // w) * -(-gw // w)
+                attn_linear = block.qkv.weight.numel() + block.proj.weight.numel()
+                scores = windows * (w * w) ** 2
+                fwd += 2 * (tokens * (linear - attn_linear) + windows * w * w * attn_linear)
+            else:
+                scores = tokens * tokens
+                fwd += 2 * tokens * linear
+            fwd += 4 * scores * dim  # QK^T and PV over all heads
+        images = batch_size * 6
+        trains = any(p.requires_grad for p in backbone.parameters())
+        out["vit_fwd"] = fwd * images
+        out["vit"] = out["vit_fwd"] * (3 if trains else 2)
+    causal = model.llm.peft.base_model.model
+    cfg = causal.config
+    seq = il_sequence_tokens(model, text_len)
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    base = sum(p.numel() for n, p in causal.model.layers.named_parameters() if p.ndim == 2 and "lora_" not in n)
+    lora = sum(p.numel() for n, p in causal.model.layers.named_parameters()
+               if "lora_" in n and ".action_expert." in n)
+    attention = 4 * cfg.num_hidden_layers * seq * seq * cfg.num_attention_heads * head_dim  # full (not causal-halved)
+    lm_head = 2 * labelled * causal.lm_head.weight.numel()  # only labelled positions are projected
+    llm_fwd = batch_size * (2 * seq * (base + lora) + attention) + lm_head
+    out["llm_fwd"] = llm_fwd
+    # frozen weights: forward + input gradients; LoRA: + weight gradients (2·r·(in+out) per token, small).
+    out["llm"] = 2 * llm_fwd + batch_size * 2 * seq * lora
+    out["total"] = out.get("vit", 0) + out["llm"]
+    out["note"] = "model FLOPs (no recompute); ViT 3x fwd (trained), base LLM 2x fwd (frozen, LoRA on top)"
+    return out
+
+
+def bench_il_step(model, spec: SizeSpec, image_size, device, steps: int, ceiling_tflops: float | None,
+                  warmup: int = 2) -> dict:
+    """Throughput at the first (batch, checkpointing) of ``spec.il_ladder`` that fits, then a separate FLOP
+    count at batch 1 (eager LLM attention, same checkpointing; FLOPs are linear in batch at fixed length)."""
     model.train()
     optimizer = make_optimizer(model)
     attempts = []
-    for batch_size in spec.il_batches:
-        for checkpointing in (False, True):
-            set_gradient_checkpointing(model, checkpointing)
-            try:
-                batch = training_batch(model, batch_size, image_size, spec.text_len, device)
-                reset_peak_memory(device)
-                loss = il_train_step(model, optimizer, batch, device)  # also allocates AdamW state
-                flops = count_flops(lambda: il_train_step(model, optimizer, batch, device))
-                times = time_calls(lambda: il_train_step(model, optimizer, batch, device), device,
-                                   warmup=1, runs=steps)
-            except Exception as exc:
-                if not is_out_of_memory(exc):
-                    raise
-                oom = True
-            else:
-                oom = False
-            if oom:  # outside the except block, so the traceback's frames (and their activations) are gone
-                attempts.append(dict(batch=batch_size, grad_checkpointing=checkpointing, oom=True))
-                optimizer.zero_grad(set_to_none=True)
-                batch = None
-                free_memory(device)
-                continue
-            step_s = statistics.median(times)
-            out = dict(batch=batch_size, grad_checkpointing=checkpointing, loss_first=round(loss, 4),
-                       step_ms=round(step_s * 1e3, 1), samples_per_s=round(batch_size / step_s, 2),
-                       flop_per_step=flops, tflop_per_step=round(flops / 1e12, 4), achieved_tflops=round(flops / step_s / 1e12, 1),
-                       peak_mem_gib=peak_memory_gib(device), seq_len_text=spec.text_len,
-                       scene_tokens=model.num_object_tokens + model.num_lane_tokens + 1, attempts=attempts)
-            if ceiling_tflops:
-                out["mfu_vs_ceiling"] = round(flops / step_s / 1e12 / ceiling_tflops, 4)
-            set_gradient_checkpointing(model, False)
-            del optimizer
-            return out
-    raise RuntimeError(f"out of memory at every batch size {spec.il_batches} with and without checkpointing")
+    for batch_size, checkpointing in spec.il_ladder:
+        set_gradient_checkpointing(model, checkpointing)
+        try:
+            batch = training_batch(model, batch_size, image_size, spec.text_len, device)
+            reset_peak_memory(device)
+            loss = il_train_step(model, optimizer, batch, device)  # also allocates AdamW state
+            times = time_calls(lambda: il_train_step(model, optimizer, batch, device), device,
+                               warmup=max(0, warmup - 1), runs=steps)
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                set_gradient_checkpointing(model, False)
+                raise
+            oom = True
+        else:
+            oom = False
+        if oom:  # outside the except block, so the traceback's frames (and their activations) are gone
+            attempts.append(dict(batch=batch_size, grad_checkpointing=checkpointing, oom=True))
+            optimizer.zero_grad(set_to_none=True)
+            batch = None
+            free_memory(device)
+            continue
+        step_s = statistics.median(times)
+        peak = peak_memory_gib(device)
+        labelled = int((batch["labels"][:, 1:] != -100).sum())
+        batch = None
+        free_memory(device)
+        out = dict(batch=batch_size, grad_checkpointing=checkpointing,
+                   setting=f"batch {batch_size}, gradient checkpointing {'on' if checkpointing else 'off'}, "
+                           f"bf16 autocast, {len(attempts)} OOM attempt(s) before",
+                   loss_first=round(loss, 4), warmup_steps=warmup, timed_steps=steps,
+                   step_ms=round(step_s * 1e3, 1), samples_per_s=round(batch_size / step_s, 2),
+                   peak_mem_gib=peak, seq_len_text=spec.text_len, seq_len_llm=il_sequence_tokens(model, spec.text_len),
+                   scene_tokens=model.num_object_tokens + model.num_lane_tokens + 1, attempts=attempts)
+        analytic = analytic_il_flops(model, batch_size, image_size, spec.text_len, labelled)
+        out["analytic_flop_per_step"] = analytic["total"]
+        out["analytic_parts"] = {k: v for k, v in analytic.items() if k != "total"}
+        try:
+            one = training_batch(model, 1, image_size, spec.text_len, device)
+            with eager_llm_attention(model):
+                flops_one = count_flops(lambda: il_train_step(model, optimizer, one, device))
+            out["flop_per_step"] = flops_one * batch_size
+            out["flop_count"] = "FlopCounterMode over one step at batch 1 x batch (eager LLM attention, " \
+                                f"checkpointing {'on: includes recompute' if checkpointing else 'off'})"
+            out["counted_over_analytic"] = round(out["flop_per_step"] / max(analytic["total"], 1), 3)
+        except Exception as exc:  # the timed figure stands; MFU then rests on the analytic estimate
+            out["flop_count_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            print(f"[il_step] FLOP count failed: {out['flop_count_error']}", file=sys.stderr)
+        finally:
+            one = None
+            free_memory(device)
+        flops = out.get("flop_per_step", analytic["total"])
+        out.update(tflop_per_step=round(flops / 1e12, 4), achieved_tflops=round(flops / step_s / 1e12, 2))
+        if ceiling_tflops:
+            if "flop_per_step" in out:
+                out["mfu_vs_ceiling"] = round(out["flop_per_step"] / step_s / 1e12 / ceiling_tflops, 4)
+            out["mfu_analytic_vs_ceiling"] = round(analytic["total"] / step_s / 1e12 / ceiling_tflops, 4)
+        set_gradient_checkpointing(model, False)
+        del optimizer
+        return out
+    set_gradient_checkpointing(model, False)
+    raise RuntimeError(f"out of memory in every IL setting tried: {list(spec.il_ladder)}")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -404,7 +578,7 @@ def bench_rollout(model, spec: SizeSpec, image_size, device) -> dict:
     model.eval()
     out: dict[str, Any] = {}
     batch = runtime_batch(1, image_size, device, seed=1)
-    times = time_calls(lambda: policy.act(batch, sample=False), device, warmup=3, runs=spec.latency_runs)
+    times = time_calls(lambda: policy.act(batch, sample=False), device, warmup=2, runs=spec.latency_runs)
     out["act_b1_ms"] = round(statistics.median(times) * 1e3, 2)
     out["act_b1_p90_ms"] = round(float(np.percentile(times, 90)) * 1e3, 2)
     out["act_b1_target_ms"] = 30.0
@@ -565,7 +739,35 @@ def bench_ppo(model, spec: SizeSpec, image_size, device) -> dict:
 # ----------------------------------------------------------------------------------------------------------
 # Driver
 # ----------------------------------------------------------------------------------------------------------
-def run_size(spec: SizeSpec, device: torch.device, steps: int, ceiling_n: int | None) -> dict:
+class ResultFile:
+    """``gpu_bench.json``, rewritten atomically after every measurement so a run cut short keeps what finished.
+    Each size's process owns its key; sizes run one after another, so read-modify-write is safe."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def read(self) -> dict:
+        from minddrive.utils.io import read_json
+
+        return read_json(self.path) if self.path.is_file() else {}
+
+    def update(self, size: str, results: dict) -> None:
+        from minddrive.utils.io import write_json
+
+        merged = self.read()
+        merged[size] = results
+        write_json(self.path, merged)
+
+
+# Seconds a measurement needs at least to be worth starting (build, IL ladder, act + generation, PPO).
+MIN_SECONDS = {"model": 10.0, "il_step": 20.0, "rollout": 15.0, "ppo": 15.0}
+
+
+def run_size(spec: SizeSpec, device: torch.device, steps: int, ceiling_n: int | None,
+             record: Callable[[dict], None] = lambda results: None, deadline: float | None = None,
+             parts: tuple[str, ...] | None = None) -> dict:
+    """Every figure of one size in ``parts`` order (default ``spec.parts``), calling ``record(results)`` after
+    each; a measurement that cannot start ``MIN_SECONDS`` before ``deadline`` (``time.time()``) is skipped."""
     from minddrive.utils.seed import seed_everything
 
     seed_everything(0)
@@ -573,7 +775,20 @@ def run_size(spec: SizeSpec, device: torch.device, steps: int, ceiling_n: int | 
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     results: dict[str, Any] = dict(size=spec.name, torch=torch.__version__)
-    guarded(results, "ceiling", lambda: matmul_ceiling(device, ceiling_n or spec.ceiling_n), device)
+
+    def measure(name: str, fn: Callable[[], dict]) -> dict | None:
+        left = None if deadline is None else deadline - time.time()
+        if left is not None and left < MIN_SECONDS.get(name, 5.0):
+            results[name] = dict(skipped=f"time budget: {max(left, 0):.0f} s left")
+            print(f"[{name}] skipped: {results[name]['skipped']}", file=sys.stderr)
+            record(results)
+            return None
+        print(f"[{spec.name}] {name} ...", file=sys.stderr, flush=True)
+        value = guarded(results, name, fn, device)
+        record(results)
+        return value
+
+    measure("ceiling", lambda: matmul_ceiling(device, ceiling_n or spec.ceiling_n))
     flops_per_s = results["ceiling"].get("flops_per_s")
     ceiling = flops_per_s / 1e12 if flops_per_s else None
     holder: dict[str, Any] = {}
@@ -583,64 +798,82 @@ def run_size(spec: SizeSpec, device: torch.device, steps: int, ceiling_n: int | 
         holder.update(model=model, image_size=image_size)
         return dict(info, image_size=list(image_size))
 
-    if guarded(results, "model", build, device) is None:
+    if measure("model", build) is None:
         return results
     model, image_size = holder["model"], holder["image_size"]
-    guarded(results, "il_step", lambda: bench_il_step(model, spec, image_size, device, steps, ceiling), device)
-    guarded(results, "rollout", lambda: bench_rollout(model, spec, image_size, device), device)
-    guarded(results, "ppo", lambda: bench_ppo(model, spec, image_size, device), device)
+    benches = {"il_step": lambda: bench_il_step(model, spec, image_size, device, steps, ceiling),
+               "rollout": lambda: bench_rollout(model, spec, image_size, device),
+               "ppo": lambda: bench_ppo(model, spec, image_size, device)}
+    for name in parts or spec.parts:
+        measure(name, benches[name])
     return results
 
 
-def run_children(args, sizes: list[str]) -> dict:
-    """Each size in its own process (fresh CUDA context, memory released), each under a timeout."""
-    merged: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for size in sizes:
-            cmd = [sys.executable, __file__, "--size", size, "--steps", str(args.steps), "--device", args.device,
-                   "--out", os.path.join(tmp, size)]
-            if args.ceiling_n:
-                cmd += ["--ceiling-n", str(args.ceiling_n)]
-            started = time.perf_counter()
-            try:
-                proc = subprocess.run(cmd, timeout=args.size_timeout)
-                code = proc.returncode
-            except subprocess.TimeoutExpired:
-                code = "timeout"
-            part = Path(tmp) / size / "gpu_bench.json"
-            merged[size] = json.loads(part.read_text())[size] if part.is_file() else {}
-            if code != 0:
-                merged[size]["process_error"] = f"exit {code} after {time.perf_counter() - started:.0f} s"
-    return merged
+def run_children(args, sizes: list[str], deadline: float) -> dict:
+    """Each size in its own process (fresh CUDA context, memory released) under a timeout that keeps the whole
+    run inside ``deadline``; the children write their figures into ``args.out``/gpu_bench.json as they go."""
+    results = ResultFile(Path(args.out) / "gpu_bench.json")
+    for i, size in enumerate(sizes):
+        left = deadline - time.time()
+        if left < MIN_SECONDS["model"] + MIN_SECONDS["rollout"]:
+            results.update(size, dict(size=size, skipped=f"time budget: {max(left, 0):.0f} s left"))
+            continue
+        cmd = [sys.executable, __file__, "--size", size, "--steps", str(args.steps), "--device", args.device,
+               "--out", args.out, "--deadline", f"{deadline - 5:.1f}"]
+        if args.ceiling_n:
+            cmd += ["--ceiling-n", str(args.ceiling_n)]
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd)
+        try:
+            code = proc.wait(timeout=min(args.size_timeout, left))
+        except subprocess.TimeoutExpired:
+            code = "timeout"
+        finally:  # also on SIGTERM from the caller's timeout: never leave a child holding the GPU
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if code != 0:
+            entry = results.read().get(size, dict(size=size))
+            entry["process_error"] = f"exit {code} after {time.perf_counter() - started:.0f} s"
+            results.update(size, entry)
+    return results.read()
 
 
 def summary_rows(results: dict) -> list[tuple[str, str, str]]:
     """(size, figure, value) lines of the final table."""
     rows = []
     for size, r in results.items():
+        if "process_error" in r:
+            rows.append((size, "process", r["process_error"]))
         c = r.get("ceiling", {})
-        rows.append((size, "device / ceiling", f"{c.get('device', '?')} {c.get('tflops', c.get('error', '?'))} TFLOP/s"))
+        rows.append((size, "device / ceiling", f"{c.get('device', '?')} {c.get('tflops', c.get('error', c.get('skipped', '?')))} TFLOP/s"))
+        if "skipped" in r:
+            rows.append((size, "all", f"skipped ({r['skipped']})"))
         il = r.get("il_step", {})
-        if "error" in il or not il:
-            rows.append((size, "IL step", str(il.get("error", "not run"))))
+        if "error" in il or "skipped" in il or not il:
+            rows.append((size, "IL step", str(il.get("error", il.get("skipped", "not run")))))
         else:
             rows.append((size, "IL step", f"b{il['batch']}{' +ckpt' if il['grad_checkpointing'] else ''}: "
-                         f"{il['samples_per_s']} samples/s, {il['step_ms']} ms, MFU {il.get('mfu_vs_ceiling', '?')}, "
-                         f"peak {il['peak_mem_gib']} GiB"))
+                         f"{il['samples_per_s']} samples/s, {il['step_ms']} ms, peak {il['peak_mem_gib']} GiB"))
+            rows.append((size, "IL FLOPs / MFU", f"counted {il.get('tflop_per_step') if 'flop_per_step' in il else '?'} "
+                         f"TFLOP (MFU {il.get('mfu_vs_ceiling', '?')}), analytic "
+                         f"{round(il['analytic_flop_per_step'] / 1e12, 4)} TFLOP (MFU {il.get('mfu_analytic_vs_ceiling', '?')}), "
+                         f"counted/analytic {il.get('counted_over_analytic', il.get('flop_count_error', '?'))}"))
         ro = r.get("rollout", {})
-        if "error" in ro or not ro:
-            rows.append((size, "act", str(ro.get("error", "not run"))))
+        if "error" in ro or "skipped" in ro or not ro:
+            rows.append((size, "act", str(ro.get("error", ro.get("skipped", "not run")))))
         else:
             speed = {k: v for k, v in ro.items() if k.startswith("speedup_vs")}
             rows.append((size, "act", f"b1 {ro['act_b1_ms']} ms (target < 30); dec/s {ro['act_decisions_per_s']}"))
             rows.append((size, "generate", f"2 tok {ro['generate2_decisions_per_s']}; "
                          f"{UPSTREAM_ANSWER_TOKENS} tok {ro['generate_upstream_decisions_per_s']}; {speed}"))
         ppo = r.get("ppo", {})
+        if not ppo or "skipped" in ppo:
+            rows.append((size, "PPO update", ppo.get("skipped", "not run")))
+            continue
         rows.append((size, "PPO update", str(ppo.get("error")) if "error" in ppo else
                      f"b{ppo.get('batch')}: {ppo.get('compute_samples_per_s')} samples/s on device, "
                      f"{ppo.get('end_to_end_samples_per_s')} end to end"))
-        if "process_error" in r:
-            rows.append((size, "process", r["process_error"]))
     return rows
 
 
@@ -651,32 +884,58 @@ def parse_args(argv=None):
     parser.add_argument("--out", default="work_dirs/gpu_bench", help="folder for gpu_bench.json")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cuda", "cpu"])
     parser.add_argument("--ceiling-n", type=int, default=None, help="matmul size of the ceiling (default per size)")
-    parser.add_argument("--size-timeout", type=float, default=240.0, help="seconds per size with --size all")
+    parser.add_argument("--size-timeout", type=float, default=200.0, help="seconds per size with --size all")
+    parser.add_argument("--budget-s", type=float, default=255.0,
+                        help="seconds for the whole run; measurements that cannot start in time are skipped")
+    parser.add_argument("--deadline", type=float, default=None, help=argparse.SUPPRESS)  # set for the children
+    parser.add_argument("--parts", default=None,
+                        help="comma-separated subset/order of il_step,rollout,ppo (default: the size's own order)")
     return parser.parse_args(argv)
+
+
+def _terminate_on_sigterm() -> None:
+    """Turn SIGTERM (the shell's ``timeout``) into SystemExit, so ``finally`` blocks run and kill the child."""
+    import signal
+
+    def handler(signum, frame):
+        raise SystemExit(f"gpu_bench: terminated by signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     from minddrive.errors import UserError
-    from minddrive.utils.io import write_json
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("gpu_bench: --device cuda but no CUDA device is visible")
+    deadline = args.deadline if args.deadline is not None else time.time() + args.budget_s
+    path = Path(args.out) / "gpu_bench.json"
+    _terminate_on_sigterm()
     if args.size == "all":
         sizes = ["05b", "3b"] if args.device == "cuda" else ["tiny"]
-        results = run_children(args, sizes)
+        if path.is_file():
+            path.unlink()  # figures from an earlier run must not pass for this one's
+        results = run_children(args, sizes, deadline)
     else:
         torch.set_num_threads(max(1, min(torch.get_num_threads(), int(os.environ.get("OMP_NUM_THREADS", "64")))))
+        parts = tuple(args.parts.split(",")) if args.parts else None
+        unknown = [p for p in parts or () if p not in ("il_step", "rollout", "ppo")]
+        if unknown:
+            print(f"gpu_bench: error: --parts: unknown {unknown}; expected il_step, rollout, ppo", file=sys.stderr)
+            return 2
+        file = ResultFile(path)
         try:
-            results = {args.size: run_size(SIZES[args.size], torch.device(args.device), args.steps, args.ceiling_n)}
+            results = {args.size: run_size(SIZES[args.size], torch.device(args.device), args.steps, args.ceiling_n,
+                                           record=lambda r: file.update(args.size, r), deadline=deadline,
+                                           parts=parts)}
         except UserError as exc:
             print(f"gpu_bench: error: {exc}", file=sys.stderr)
             return 2
-    write_json(Path(args.out) / "gpu_bench.json", results)
     print(f"\n{'size':<5} {'figure':<17} value")
     for size, figure, value in summary_rows(results):
         print(f"{size:<5} {figure:<17} {value}")
-    print(f"\nwrote {Path(args.out) / 'gpu_bench.json'}")
+    print(f"\nwrote {path}")
     return 0
 
 

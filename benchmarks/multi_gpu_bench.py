@@ -99,16 +99,38 @@ def il_attempt(model, spec, image_size, info, strategy: dict, batch_size: int, c
                 losses=[round(x, 6) for x in losses])
 
 
-def bench_il(spec, info, args, strategy: dict, keep: dict) -> dict:
+def keep_adapter_switches_off_requires_grad(model) -> None:
+    """Under FSDP (``use_orig_params``) the parameters are non-leaf views of the gathered flat shards during
+    forward, and ``requires_grad_(False)`` on them raises. ``MindDrive.use_adapter`` re-applies the trainable
+    set (``requires_grad_``) on every switch, also when the adapter is already active, which the IL forward
+    does; this instance-level guard makes a switch to the active adapter a no-op (identical in effect: the
+    trainable set is unchanged). Switching to another adapter still calls the model's own method."""
+    own = model.use_adapter
+
+    def use_adapter(name: str) -> None:
+        if getattr(model, "_active_adapter", None) != name:
+            own(name)
+
+    model.use_adapter = use_adapter
+
+
+def build_for(spec, info, strategy: dict):
     model, image_size, build = gb.build_model(spec, info.device)
     model.train()
+    if strategy["type"] == "fsdp":
+        keep_adapter_switches_off_requires_grad(model)
+    return model, image_size, build
+
+
+def bench_il(spec, info, args, strategy: dict, keep: dict) -> dict:
+    model, image_size, build = build_for(spec, info, strategy)
     fitted = fitted_setup(args.fit_from, spec.name)
     if args.il_batch:
         attempts = [(args.il_batch, args.grad_ckpt)]
     elif fitted:
         attempts = [fitted]
     else:
-        attempts = [(b, c) for b in spec.il_batches for c in (False, True)]
+        attempts = list(spec.il_ladder)
     tried = []
     for batch_size, checkpointing in attempts:
         # The model must start every attempt from the same weights: rebuild after a failed one.
@@ -117,7 +139,7 @@ def bench_il(spec, info, args, strategy: dict, keep: dict) -> dict:
                              args.warmup, args.steps, args.seed)
             if strategy["type"] == "ddp":  # DDP leaves the module's parameters whole: PPO can reuse it
                 keep.update(model=model, image_size=image_size)
-            return dict(out, strategy=strategy, model=build, oom_attempts=tried)
+            return dict(out, strategy=describe(strategy), model=build, oom_attempts=tried)
         except Exception as exc:
             if not gb.is_out_of_memory(exc):
                 raise
@@ -125,8 +147,7 @@ def bench_il(spec, info, args, strategy: dict, keep: dict) -> dict:
         tried.append(dict(batch=batch_size, grad_checkpointing=checkpointing))
         del model
         gb.free_memory(info.device)
-        model, image_size, build = gb.build_model(spec, info.device)
-        model.train()
+        model, image_size, build = build_for(spec, info, strategy)
     raise RuntimeError(f"out of memory in every configuration tried: {tried}")
 
 
@@ -160,12 +181,37 @@ def bench_ppo(spec, info, args, keep: dict) -> dict:
                 loss=round(metrics["loss"], 5))
 
 
+def fsdp_wrap_policy():
+    """One FSDP unit per Qwen2 decoder layer and per ViT block, so parameters, gradients and optimiser state
+    are sharded layer by layer (one root unit would gather the whole 3B model at once)."""
+    import functools
+
+    from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
+    from transformers.models.qwen2.modeling_qwen2 import Qwen2DecoderLayer
+
+    from minddrive.models.vision import _ViTBlock
+
+    return functools.partial(transformer_auto_wrap_policy, transformer_layer_cls={Qwen2DecoderLayer, _ViTBlock})
+
+
 def strategy_for(size: str, requested: str) -> dict:
+    """``wrap_model`` strategy. FSDP: ``minddrive.train.distributed`` already sets ``use_orig_params=True``
+    (frozen base weights and trainable LoRA share units); the auto-wrap policy and the rank-0 weight
+    broadcast are passed through as FSDP keyword arguments."""
     kind = requested if requested != "auto" else ("fsdp" if size == "3b" else "ddp")
     if kind == "ddp":
         # Stage 3 trains the query decoder whose auxiliary heads get no gradient when their loss weight is 0.
         return dict(type="ddp", find_unused_parameters=True)
-    return dict(type=kind)
+    return dict(type=kind, auto_wrap_policy=fsdp_wrap_policy(), sync_module_states=True)
+
+
+def describe(strategy: dict) -> dict:
+    """The strategy as JSON (the wrap policy is a function)."""
+    out = {k: v for k, v in strategy.items() if k != "auto_wrap_policy"}
+    if "auto_wrap_policy" in strategy:
+        out["auto_wrap"] = "per Qwen2DecoderLayer and ViT block"
+        out["use_orig_params"] = True  # set by minddrive.train.distributed.wrap_model
+    return out
 
 
 def run(args) -> int:

@@ -6,7 +6,7 @@
 #
 # Parts, each under its own timeout and all under TOTAL_BUDGET_S (a part that fails or times out is
 # recorded and the next one still runs):
-#   1. gpu_bench.py --size all                      -> $OUT/gpu_bench.json
+#   1. gpu_bench.py --size all (own budget 255 s)   -> $OUT/gpu_bench.json (rewritten after every figure)
 #   2. torchrun 1 process  multi_gpu_bench.py       -> $OUT/multi_gpu_w1.json
 #   3. torchrun all GPUs   multi_gpu_bench.py       -> $OUT/multi_gpu_wN.json   (skipped with one GPU)
 #   4. compare                                      -> $OUT/multi_gpu.json (scaling efficiency, loss agreement)
@@ -43,9 +43,12 @@ part() {
 
 MICRO=$(( NGPU > 1 ? NGPU : 2 ))
 PORT=$(( 29500 + RANDOM % 1000 ))
-part gpu_bench gpu_bench.log 250 \
-  $PY benchmarks/gpu_bench.py --size all --steps 5 --size-timeout 125 --out "$OUT"
-part multi_gpu_w1 multi_gpu.log 140 \
+# gpu_bench keeps its own budget (255 s) 5 s inside the part's cap, writes gpu_bench.json after every
+# measurement, and runs the figures in order of importance: 0.5B act + generation baseline, 0.5B IL step
+# (MFU), 0.5B PPO, then 3B IL step, 3B act.
+part gpu_bench gpu_bench.log 260 \
+  $PY benchmarks/gpu_bench.py --size all --steps 5 --budget-s 255 --size-timeout 170 --out "$OUT"
+part multi_gpu_w1 multi_gpu.log 130 \
   $PY -m torch.distributed.run --nproc_per_node=1 --master_port=$PORT benchmarks/multi_gpu_bench.py \
     --sizes "$SIZES" --micro-batches $MICRO --steps 2 --fit-from "$OUT/gpu_bench.json" --out "$OUT"
 if [ "$NGPU" -gt 1 ]; then

@@ -1,0 +1,69 @@
+"""Leaderboard ``RouteRecord`` dicts (BENCH2DRIVE.md §3.2, §4.1), built from an episode's infractions.
+
+Keys and their order follow the leaderboard's ``vars(RouteRecord)``; scores follow
+``statistics_manager.compute_route_statistics`` with Bench2Drive's penalty table, so
+``minddrive score`` reads these records exactly as it reads real Bench2Drive results.
+"""
+
+from __future__ import annotations
+
+from minddrive.constants import INFRACTION_KEYS, PENALTY_COEFFICIENTS
+
+STATUS_COMPLETED, STATUS_PERFECT, STATUS_FAILED = "Completed", "Perfect", "Failed"
+FAIL_MESSAGES = {"route_timeout": "Agent timed out", "route_dev": "Agent deviated from the route",
+                 "vehicle_blocked": "Agent got blocked", "tick_limit": "TickRuntime"}
+
+
+def score_penalty(infractions: dict[str, list[str]], outside_lanes_percentage: float = 0.0) -> float:
+    """Product of one coefficient per event, times (1 - pct/100) for outside route lanes."""
+    penalty = 1.0
+    for key, coefficient in PENALTY_COEFFICIENTS.items():
+        penalty *= coefficient ** len(infractions.get(key, ()))
+    if infractions.get("outside_route_lanes"):
+        penalty *= 1.0 - outside_lanes_percentage / 100.0
+    return penalty
+
+
+def route_status(score_route: float, infractions: dict[str, list[str]], failure: str | None) -> str:
+    """Leaderboard status: Completed/Perfect when the target was reached, else Failed[ - reason]."""
+    if score_route >= 100.0:
+        return STATUS_COMPLETED if sum(len(v) for v in infractions.values()) else STATUS_PERFECT
+    return f"{STATUS_FAILED} - {failure}" if failure else STATUS_FAILED
+
+
+def route_record(*, index: int, route_id: str, scenario_name: str, weather_id: int | str | None, town: str,
+                 infractions: dict[str, list[str]], route_completion: float, outside_lanes_percentage: float,
+                 failure: str | None, route_length: float, duration_game: float, duration_system: float,
+                 save_name: str | None = None) -> dict:
+    """One RouteRecord with exact leaderboard keys, order and rounding."""
+    lists = {key: list(infractions.get(key, [])) for key in INFRACTION_KEYS}
+    completion = 100.0 if route_completion >= 100.0 else round(route_completion, 2)
+    penalty = score_penalty(lists, outside_lanes_percentage)
+    return {
+        "index": int(index),
+        "route_id": route_id,
+        "scenario_name": scenario_name,
+        "weather_id": None if weather_id is None else str(weather_id),
+        "save_name": save_name or f"{route_id}_{town}_{scenario_name}",
+        "status": route_status(completion, lists, failure),
+        "num_infractions": sum(len(v) for v in lists.values()),
+        "infractions": lists,
+        "scores": {"score_route": round(completion, 6), "score_penalty": round(penalty, 6),
+                   "score_composed": round(max(completion * penalty, 0.0), 6)},
+        "meta": {"route_length": round(route_length, 3), "duration_game": round(duration_game, 3),
+                 "duration_system": round(duration_system, 3)},
+        "town_name": town,
+    }
+
+
+def checkpoint(records: list[dict], total: int | None = None) -> dict:
+    """A raw leaderboard checkpoint (§4.1) holding ``records``; ``global_record`` is left to the scorer."""
+    return {
+        "_checkpoint": {"global_record": {}, "progress": [len(records), total if total is not None else len(records)],
+                        "records": records},
+        "entry_status": "Finished",
+        "eligible": True,
+        "sensors": [],
+        "values": [],
+        "labels": [],
+    }
