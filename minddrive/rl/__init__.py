@@ -1,1 +1,7 @@
-"""minddrive.rl"""
+"""Online RL (DESIGN.md §4): rollouts, rewards, decoupling, PPO on the decision expert, the RL loop.
+
+Importing the package registers the rewards (``REWARDS``) and the state-feature research policy
+(``MODELS``); heavier modules (collector, ppo, loop) are imported where used.
+"""
+
+from minddrive.rl import feature_policy, rewards  # noqa: F401  (registers into REWARDS / MODELS)

@@ -1,0 +1,6 @@
+# PPO on the decision expert of MindDrive-0.5B (upstream: 10 epochs, batch 32 per GPU, 8 GPUs).
+#   bash adzoo/minddrive/minddrive_run_mutil_train_ppo.sh 8 adzoo/minddrive/configs/minddrive_rl_ppo_train.py <il_ckpt> <dataset_index.pkl>
+#   minddrive rl-loop adzoo/minddrive/configs/minddrive_rl_ppo_train.py --ckpt <il_ckpt> --iterations 5
+_base_ = ["minddrive_qwen2_05B_lora_rollout.py"]
+ppo = dict(epochs=10, batch_size=32, learning_rate=1e-5)
+rl_routes = dict(count=256)

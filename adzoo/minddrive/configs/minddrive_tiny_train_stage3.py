@@ -1,0 +1,35 @@
+# Tiny MindDrive on embedded-simulator clips, CPU. Stage 3: mixed QA (planning QA ratio 0.8) plus planning.
+#   minddrive train adzoo/minddrive/configs/minddrive_tiny_train_stage3.py
+_base_ = [
+    "_base_/models/minddrive_tiny.py",
+    "_base_/datasets/sim_tiny.py",
+    "_base_/schedules/il_tiny.py",
+    "_base_/default_runtime.py",
+]
+
+stage = 3
+# The network input of the tiny model (its `image_size`, H x W = 128 x 224): resizing here rather than in the
+# model keeps JPEG decoding and augmentation cheap on CPU.
+input_size = (224, 128)
+train_pipeline = [
+    dict(type="LoadMultiViewImages"),
+    dict(type="ResizeCropImages", size=input_size, crop="bottom"),
+    dict(type="PhotoMetricDistortion"),
+    dict(type="PackImages"),
+]
+test_pipeline = [
+    dict(type="LoadMultiViewImages"),
+    dict(type="ResizeCropImages", size=input_size, crop="bottom"),
+    dict(type="PackImages"),
+]
+data = dict(train=dict(stage=3, pipeline=train_pipeline), val=dict(stage=3, pipeline=test_pipeline))
+# A fixed number of steps (not epochs) keeps the CPU run short whatever the number of clips.
+train_cfg = dict(max_iters=100)
+# Stage 3 fine-tunes the stage-2 planner on the QA mix: a lower peak lr keeps it from being knocked back.
+optimizer = dict(lr=1e-3)
+trainable = ("action_expert", "vision", "query_decoder", "projector", "trajectory_head")
+load_from = "work_dirs/minddrive_tiny_train_stage2"
+work_dir = "work_dirs/minddrive_tiny_train_stage3"
+# Crash safety: an atomic checkpoint every `interval` iterations, the newest `max_keep` kept.
+checkpoint_config = dict(by_epoch=False, interval=50, max_keep=2)
+log_config = dict(interval=5)

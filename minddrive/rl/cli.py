@@ -1,0 +1,77 @@
+"""``minddrive collect | decouple | ppo | rl-loop``: thin argument parsing over minddrive.rl."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from minddrive.config import load_config
+from minddrive.errors import UserError
+
+
+def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
+    if verb == "decouple":
+        parser.add_argument("rollouts", nargs="+", help="rollout folder(s) written by 'minddrive collect'")
+        parser.add_argument("--out", required=True, help="output folder for step files and dataset_index.pkl")
+        parser.add_argument("--gamma", type=float, default=None, help="discount (default: config rl.gamma or 0.99)")
+        parser.add_argument("--gae-lambda", type=float, default=None, help="GAE lambda (default: config or 0.95)")
+        parser.add_argument("--config", default=None, help="read rl.gamma / rl.gae_lambda from this config")
+        return
+    parser.add_argument("config", help="mmengine Python config")
+    parser.add_argument("--cfg-options", nargs="+", default=None, metavar="KEY=VALUE", help="override config keys")
+    if verb == "collect":
+        parser.add_argument("--ckpt", default=None, help="policy checkpoint directory (default: config model, untrained)")
+        parser.add_argument("--out", required=True, help="rollout folder (re-run the same command to resume)")
+        parser.add_argument("--workers", type=int, default=None, help="worker processes (default: rollout.num_workers)")
+        parser.add_argument("--ray-address", default=None, help="run workers as Ray actors: 'auto' or ray://host:port")
+        parser.add_argument("--route-offset", type=int, default=0, help="shift the RL route seeds (fresh routes)")
+    elif verb == "ppo":
+        parser.add_argument("--ckpt", required=True, help="checkpoint the rollouts were collected with (IL or RL)")
+        parser.add_argument("--index", required=True, help="dataset_index.pkl from 'minddrive decouple'")
+        parser.add_argument("--work-dir", default=None, help="output folder (default: work_dirs/<config>_ppo)")
+    elif verb == "rl-loop":
+        parser.add_argument("--ckpt", required=True, help="the IL checkpoint to start from")
+        parser.add_argument("--iterations", type=int, required=True, help="collect -> PPO -> eval iterations")
+        parser.add_argument("--work-dir", default=None, help="output folder (default: work_dirs/<config>_rl)")
+        parser.add_argument("--workers", type=int, default=None)
+        parser.add_argument("--ray-address", default=None)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.verb == "decouple":
+        from minddrive.rl.decouple import decouple
+
+        rl_cfg = load_config(args.config).get("rl", {}) if args.config else {}
+        gamma = args.gamma if args.gamma is not None else rl_cfg.get("gamma", 0.99)
+        lam = args.gae_lambda if args.gae_lambda is not None else rl_cfg.get("gae_lambda", 0.95)
+        index = decouple(args.rollouts, args.out, gamma=gamma, gae_lambda=lam)
+        print(f"decouple: {len(index['steps'])} steps from {index['num_episodes']} episodes "
+              f"(mean return {index['mean_return']:.3f}) -> {Path(args.out) / 'dataset_index.pkl'}")
+        return 0
+    cfg = load_config(args.config, args.cfg_options)
+    for key in ("model", "rollout"):
+        if key not in cfg:
+            raise UserError(f"{args.config}: missing key '{key}'")
+    name = Path(args.config).stem
+    if args.verb == "collect":
+        from minddrive.rl.collector import collect
+
+        summary = collect(cfg, args.ckpt, args.out, num_workers=args.workers, ray_address=args.ray_address,
+                          route_offset=args.route_offset)
+    elif args.verb == "ppo":
+        from minddrive.rl.ppo import train_ppo
+
+        summary = train_ppo(cfg, args.ckpt, args.index, args.work_dir or f"work_dirs/{name}_ppo")
+    elif args.verb == "rl-loop":
+        from minddrive.rl.loop import rl_loop
+
+        if args.iterations < 1:
+            raise UserError(f"--iterations {args.iterations}: expected a positive integer")
+        summary = rl_loop(cfg, args.ckpt, args.work_dir or f"work_dirs/{name}_rl", args.iterations,
+                          num_workers=args.workers, ray_address=args.ray_address)
+        summary = {k: v for k, v in summary.items() if k != "iterations"}
+    else:
+        raise UserError(f"unknown verb {args.verb!r}")
+    print(json.dumps(summary, indent=2, default=str))
+    return 0

@@ -1,0 +1,238 @@
+"""PPO on the decision expert, from a decoupled rollout index (read top to bottom, CleanRL style).
+
+The rollouts were collected by separate workers (minddrive.rl.collector) and decoupled into steps with
+GAE advantages and returns (minddrive.rl.decouple). One update is:
+
+    for epoch in range(epochs):
+        for minibatch in shuffled(steps):                        # batch_size per process
+            log_probs_all, value, entropy = policy.evaluate_decisions(batch, actions)
+            ratio      = exp(log_prob(action) - old_log_prob(action))
+            pg_loss    = mean(max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps)))   # A normalised per batch
+            value_loss = mean((value - return) ** 2)
+            kl_loss    = mean(sum_a p_old(a) * (log p_old(a) - log p_new(a)))       # exact: 7 stored log-probs
+            loss       = pg_loss + value_coef * value_loss + kl_coef * kl_loss - entropy_coef * entropy
+
+Only the decision expert's LoRA and the value net train (``trainable`` name patterns); everything else
+is frozen. Multi-GPU: ``torchrun`` starts one process per GPU; each takes a disjoint shard of every
+shuffled epoch and gradients are averaged with one all-reduce per step (what DDP does, spelled out).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from minddrive.errors import UserError
+from minddrive.eval.driver import stack_memory
+from minddrive.rl.decouple import load_index, read_step
+from minddrive.rl.workers import load_policy, policy_module, save_policy
+
+
+@dataclass
+class PPOHyperParams:
+    """Every knob of the PPO update (config key ``ppo``); defaults are the upstream values."""
+
+    epochs: int = 10                    # passes over the collected steps
+    batch_size: int = 32                # minibatch size per process (upstream: 32 per GPU x 8 GPUs)
+    learning_rate: float = 1e-5         # AdamW
+    weight_decay: float = 0.0
+    clip_coef: float = 0.2              # PPO ratio clip
+    value_coef: float = 0.5             # weight of the value MSE
+    kl_coef: float = 0.5                # weight of KL(rollout-time distribution || current)
+    entropy_coef: float = 0.0           # entropy bonus (upstream: none)
+    max_grad_norm: float = 1.0
+    normalize_advantages: bool = True   # per minibatch
+    target_kl: float | None = None      # stop the update early once approx-KL exceeds this
+    trainable: tuple[str, ...] = ("decision_expert", "value_expert", "value_head")  # parameter-name patterns
+    num_workers: int = 0                # DataLoader processes reading step files
+    seed: int = 0
+
+    @classmethod
+    def from_config(cls, cfg: dict | None) -> "PPOHyperParams":
+        cfg = dict(cfg or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(cfg) - known)
+        if unknown:
+            raise UserError(f"ppo.{unknown[0]}: unknown PPO hyper-parameter; expected one of: {', '.join(sorted(known))}")
+        if "trainable" in cfg:
+            cfg["trainable"] = tuple(cfg["trainable"])
+        return cls(**cfg)
+
+
+class StepDataset(Dataset):
+    """The decoupled steps of one ``dataset_index.pkl`` (one file per step)."""
+
+    def __init__(self, index_path: str | os.PathLike):
+        self.index_path = Path(index_path)
+        self.entries = load_index(index_path)["steps"]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, i: int) -> dict:
+        return read_step(self.index_path, self.entries[i])
+
+
+def collate_steps(steps: list[dict]) -> dict:
+    return dict(obs=[s["obs"] for s in steps], memory=[s.get("memory") for s in steps],
+                actions=torch.tensor([s["action"] for s in steps], dtype=torch.long),
+                old_log_probs=torch.as_tensor(np.stack([s["log_probs"] for s in steps]), dtype=torch.float32),
+                advantages=torch.tensor([s["advantage"] for s in steps], dtype=torch.float32),
+                returns=torch.tensor([s["ret"] for s in steps], dtype=torch.float32),
+                old_values=torch.tensor([s["value"] for s in steps], dtype=torch.float32))
+
+
+def select_trainable(module: torch.nn.Module, groups: tuple[str, ...]) -> list[torch.nn.Parameter]:
+    """Freeze everything except ``groups``: the model's own trainable groups when it defines them
+    (MindDrive: LoRA adapters by name, heads), otherwise parameters whose name contains a group name."""
+    if hasattr(module, "set_trainable"):
+        module.set_trainable(groups)
+    else:
+        for name, param in module.named_parameters():
+            param.requires_grad_(any(g in name for g in groups))
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    if not trainable:
+        raise UserError(f"ppo.trainable: no parameter belongs to any of {list(groups)}")
+    return trainable
+
+
+def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
+    """1 - Var(target - predicted) / Var(target); 1 is perfect, 0 no better than a constant."""
+    var = target.var()
+    return float("nan") if var == 0 else float(1 - (target - predicted).var() / var)
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def ppo_update(policy: torch.nn.Module, optimizer: torch.optim.Optimizer, dataset: Dataset, hp: PPOHyperParams,
+               device: torch.device, writer: SummaryWriter | None = None, log_path: Path | None = None,
+               global_step: int = 0, show_progress: bool = True) -> dict:
+    """Run ``hp.epochs`` PPO epochs over ``dataset``; returns the last epoch's mean metrics."""
+    rank, world_size = _world()
+    params = [p for p in policy_module(policy).parameters() if p.requires_grad]
+    takes_memory = "memory" in inspect.signature(policy.preprocess).parameters
+    generator = torch.Generator().manual_seed(hp.seed)
+    epoch_metrics: dict[str, float] = {}
+    for epoch in range(hp.epochs):
+        # The same permutation on every rank; each rank takes an equal interleaved shard (equal shards =
+        # equal numbers of minibatches, so every rank joins every gradient all-reduce).
+        per_rank = len(dataset) // world_size
+        order = torch.randperm(len(dataset), generator=generator)[:per_rank * world_size][rank::world_size].tolist()
+        loader = DataLoader(torch.utils.data.Subset(dataset, order), batch_size=hp.batch_size, shuffle=False,
+                            collate_fn=collate_steps, num_workers=hp.num_workers, drop_last=False)
+        sums: dict[str, float] = {}
+        batches = 0
+        for mb in tqdm(loader, desc=f"ppo epoch {epoch + 1}/{hp.epochs}", disable=not show_progress or rank != 0,
+                       leave=False):
+            memory = stack_memory(mb["memory"]) if takes_memory else None
+            batch = policy.preprocess(mb["obs"], memory=memory) if memory is not None else policy.preprocess(mb["obs"])
+            actions = mb["actions"].to(device)
+            old_log_probs_all = mb["old_log_probs"].to(device)
+            advantages, returns = mb["advantages"].to(device), mb["returns"].to(device)
+
+            # --- current policy on the stored decisions (the exact rollout-time inputs, memory included)
+            new_log_probs_all, new_values, entropy = policy.evaluate_decisions(batch, actions)
+            new_log_prob = new_log_probs_all.gather(1, actions[:, None]).squeeze(1)
+            old_log_prob = old_log_probs_all.gather(1, actions[:, None]).squeeze(1)
+            log_ratio = new_log_prob - old_log_prob
+            ratio = log_ratio.exp()
+
+            # --- advantages normalised per minibatch
+            if hp.normalize_advantages and len(advantages) > 1:
+                advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+
+            # --- the loss terms
+            pg_loss = torch.max(-advantages * ratio,
+                                -advantages * ratio.clamp(1 - hp.clip_coef, 1 + hp.clip_coef)).mean()
+            value_loss = ((new_values - returns) ** 2).mean()
+            kl_loss = (old_log_probs_all.exp() * (old_log_probs_all - new_log_probs_all)).sum(-1).mean()
+            entropy_mean = entropy.mean()
+            loss = pg_loss + hp.value_coef * value_loss + hp.kl_coef * kl_loss - hp.entropy_coef * entropy_mean
+
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if world_size > 1:  # average gradients across processes (DDP's all-reduce, explicit)
+                for p in params:
+                    if p.grad is None:
+                        p.grad = torch.zeros_like(p)
+                    dist.all_reduce(p.grad)
+                    p.grad /= world_size
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, hp.max_grad_norm)
+            optimizer.step()
+
+            # --- diagnostics (CleanRL's set)
+            with torch.no_grad():
+                approx_kl = ((ratio - 1) - log_ratio).mean()          # k3 estimator, Schulman 2020
+                clip_fraction = ((ratio - 1).abs() > hp.clip_coef).float().mean()
+            metrics = dict(loss=loss.item(), pg_loss=pg_loss.item(), value_loss=value_loss.item(),
+                           kl_loss=kl_loss.item(), entropy=entropy_mean.item(), approx_kl=approx_kl.item(),
+                           clip_fraction=clip_fraction.item(), grad_norm=float(grad_norm),
+                           explained_variance=explained_variance(new_values.detach(), returns))
+            for key, value in metrics.items():
+                sums[key] = sums.get(key, 0.0) + value
+            batches += 1
+            global_step += 1
+            if rank == 0 and writer is not None:
+                for key, value in metrics.items():
+                    writer.add_scalar(f"ppo/{key}", value, global_step)
+        epoch_metrics = {k: v / max(batches, 1) for k, v in sums.items()}
+        epoch_metrics.update(epoch=epoch + 1, step=global_step)
+        if rank == 0 and log_path is not None:
+            with open(log_path, "a") as handle:
+                handle.write(json.dumps(epoch_metrics) + "\n")
+        if hp.target_kl is not None and epoch_metrics.get("approx_kl", 0.0) > hp.target_kl:
+            break
+    return epoch_metrics
+
+
+# --- the job: load, train, save ------------------------------------------------------------------------
+def train_ppo(cfg: Any, ckpt: str | os.PathLike, index_path: str | os.PathLike, work_dir: str | os.PathLike,
+              show_progress: bool = True) -> dict:
+    """``minddrive ppo``: PPO from ``ckpt`` on ``index_path``; writes ``work_dir/ckpt`` (rank 0)."""
+    from minddrive.utils.seed import seed_everything
+
+    hp = PPOHyperParams.from_config(cfg.get("ppo"))
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    rank, _ = _world()
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    seed_everything(hp.seed + rank)
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+
+    dataset = StepDataset(index_path)
+    if len(dataset) == 0:
+        raise UserError(f"{index_path}: the index has no steps")
+    policy = load_policy(cfg, ckpt, device=str(device))
+    params = select_trainable(policy_module(policy), hp.trainable)
+    optimizer = torch.optim.AdamW(params, lr=hp.learning_rate, weight_decay=hp.weight_decay)
+    writer = SummaryWriter(str(work_dir / "tensorboard")) if rank == 0 else None
+    started = time.monotonic()
+    metrics = ppo_update(policy, optimizer, dataset, hp, device, writer=writer, log_path=work_dir / "ppo_log.jsonl",
+                         show_progress=show_progress)
+    metrics.update(steps=len(dataset), seconds=time.monotonic() - started)
+    out = work_dir / "ckpt"
+    if rank == 0:
+        writer.close()
+        save_policy(policy, out, cfg, meta=dict(stage="rl", source_ckpt=str(ckpt), index=str(index_path),
+                                                hyper_params=asdict(hp), metrics=metrics))
+    if distributed:
+        dist.barrier()
+    return dict(metrics, ckpt=str(out))

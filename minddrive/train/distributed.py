@@ -1,0 +1,175 @@
+"""Process groups from torchrun's environment, and model wrapping (DDP / FSDP / DeepSpeed) by config.
+
+``torchrun`` (and ``minddrive_dist_train.sh``, which calls it) sets RANK, WORLD_SIZE,
+LOCAL_RANK, MASTER_ADDR and MASTER_PORT; multi-node runs add NNODES / NODE_RANK on the
+launcher side only. The training loop talks to a :class:`Engine`, which hides the one
+difference that matters to it: DeepSpeed owns backward/step, torch strategies do not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from minddrive.errors import UserError
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(launcher: str = "none", backend: str | None = None) -> DistInfo:
+    """Join the process group described by torchrun's environment (``launcher="pytorch"``)."""
+    cuda = torch.cuda.is_available()
+    if launcher == "none":
+        return DistInfo(device=torch.device("cuda", 0) if cuda else torch.device("cpu"))
+    if launcher != "pytorch":
+        raise UserError(f"--launcher: expected 'none' or 'pytorch', got {launcher!r}")
+    missing = [k for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
+    if missing:
+        raise UserError(f"--launcher pytorch: environment lacks {', '.join(missing)} (start through torchrun)")
+    rank, world, local = (int(os.environ[k]) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
+    if cuda:
+        torch.cuda.set_device(local)
+    device = torch.device("cuda", local) if cuda else torch.device("cpu")
+    if not dist.is_initialized():
+        dist.init_process_group(backend or ("nccl" if cuda else "gloo"), rank=rank, world_size=world,
+                                device_id=device if cuda else None)
+    return DistInfo(rank=rank, world_size=world, local_rank=local, device=device)
+
+
+def shutdown_distributed() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def mean_across_ranks(values: dict[str, float], device: torch.device) -> dict[str, float]:
+    """Average scalar logs over ranks (one all-reduce) so rank 0 logs the global figure."""
+    if not dist.is_initialized() or not values:
+        return values
+    keys = sorted(values)
+    tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    tensor /= dist.get_world_size()
+    return dict(zip(keys, tensor.tolist()))
+
+
+class Engine:
+    """Backward, clip and step for a wrapped model; ``module`` is the bare model underneath."""
+
+    def __init__(self, model: nn.Module, wrapped: nn.Module, optimizer: torch.optim.Optimizer,
+                 grad_clip: float | None, accumulate: int = 1):
+        self.module = model
+        self.wrapped = wrapped
+        self.optimizer = optimizer
+        self.grad_clip = grad_clip
+        self.accumulate = accumulate
+
+    def __call__(self, batch):
+        return self.wrapped(batch)
+
+    def no_sync(self, accumulating: bool):
+        """Skip the gradient all-reduce on accumulation micro-steps that are not the last."""
+        if accumulating and hasattr(self.wrapped, "no_sync"):
+            return self.wrapped.no_sync()
+        return contextlib.nullcontext()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Accumulate the gradient of one micro-batch's loss (averaged over ``accumulate`` micro-batches)."""
+        (loss / self.accumulate).backward()
+
+    def step(self) -> float:
+        """Clip, step, zero grads; returns the pre-clip gradient norm."""
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        if self.grad_clip:
+            clip = getattr(self.wrapped, "clip_grad_norm_", None)  # FSDP needs its own (sharded) version
+            norm = clip(self.grad_clip) if clip else torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+        else:
+            norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(norm)
+
+
+class DeepSpeedEngine(Engine):
+    """DeepSpeed owns the optimiser step, loss scaling, gradient clipping and accumulation."""
+
+    def no_sync(self, accumulating: bool):
+        return contextlib.nullcontext()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        # DeepSpeed divides by its own accumulation count and steps only at the boundary.
+        self.wrapped.backward(loss)
+        self.wrapped.step()
+
+    def step(self) -> float:
+        norm = self.wrapped.get_global_grad_norm()
+        return float(norm) if norm is not None else float("nan")
+
+
+def wrap_model(model: nn.Module, make_optimizer: Callable[[nn.Module], torch.optim.Optimizer], info: DistInfo,
+               strategy: dict | None, grad_clip: float | None, accumulate: int, batch_size: int) -> Engine:
+    """Wrap by ``strategy=dict(type="ddp"|"fsdp"|"deepspeed", ...)``; single-process runs stay bare.
+
+    ``make_optimizer(module)`` is called on the module whose parameters the optimiser must hold
+    (the wrapped one for FSDP, which re-creates parameters as views of its flat shards).
+    """
+    strategy = dict(strategy or {"type": "ddp"})
+    kind = strategy.pop("type", "ddp")
+    if kind == "deepspeed":
+        return _wrap_deepspeed(model, make_optimizer(model), info, strategy, grad_clip, accumulate, batch_size)
+    if not info.is_distributed:
+        return Engine(model, model, make_optimizer(model), grad_clip, accumulate)
+    if kind == "ddp":
+        ids = [info.device.index] if info.device.type == "cuda" else None
+        wrapped = nn.parallel.DistributedDataParallel(model, device_ids=ids, **strategy)
+        return Engine(model, wrapped, make_optimizer(model), grad_clip, accumulate)
+    if kind == "fsdp":
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        wrapped = FullyShardedDataParallel(model, device_id=info.device if info.device.type == "cuda" else None,
+                                           use_orig_params=True, **strategy)
+        return Engine(model, wrapped, make_optimizer(wrapped), grad_clip, accumulate)
+    raise UserError(f"strategy.type: unknown {kind!r}; expected one of: ddp, fsdp, deepspeed")
+
+
+def _wrap_deepspeed(model, optimizer, info, options, grad_clip, accumulate, batch_size) -> Engine:
+    try:
+        import deepspeed  # imported only when selected: it is an optional extra
+    except ImportError:
+        raise UserError("strategy.type='deepspeed': deepspeed is not installed (pip install -e '.[deepspeed]')") from None
+    ds_config = {
+        "train_micro_batch_size_per_gpu": batch_size,
+        "gradient_accumulation_steps": accumulate,
+        "gradient_clipping": grad_clip or 0.0,
+        "zero_optimization": {"stage": options.pop("zero_stage", 2), "overlap_comm": True,
+                              "contiguous_gradients": True},
+        "bf16": {"enabled": info.device.type == "cuda"},
+    }
+    ds_config.update(options.pop("config", {}))
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config)
+    return DeepSpeedEngine(model, engine, optimizer, grad_clip, accumulate)

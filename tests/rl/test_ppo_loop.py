@@ -1,0 +1,103 @@
+"""PPO update on a contextual bandit with a known answer, and the resumable RL loop on the corridor."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from minddrive.config import load_config
+from minddrive.eval.driver import EpisodeTrace
+from minddrive.rl.buffer import write_episode
+from minddrive.rl.decouple import decouple
+from minddrive.rl.ppo import PPOHyperParams, StepDataset, ppo_update, select_trainable
+from minddrive.utils.io import write_json
+from rl_fakes import CorridorPolicy
+
+HERE = Path(__file__).resolve().parent
+
+
+def bandit_index(tmp_path: Path, policy: CorridorPolicy, n: int = 64) -> Path:
+    """One-decision episodes: action 1 pays +1 when feature 0 > 0, action 3 pays +1 otherwise, else -1."""
+    rng = np.random.default_rng(0)
+    run = dict(config_fingerprint="bandit", ckpt=None, ckpt_fingerprint="none")
+    write_json(tmp_path / "roll" / "run.json", run)
+    for k in range(n):
+        features = rng.normal(size=4).astype(np.float32)
+        out = policy.act(policy.preprocess([dict(features=features)]), sample=True)
+        action = int(out.decision[0])
+        best = 1 if features[0] > 0 else 3
+        trace = EpisodeTrace(obs=[dict(features=features)], actions=[action], log_probs=[out.log_probs[0].numpy()],
+                             values=[float(out.value[0])], rewards=[1.0 if action == best else -1.0],
+                             memory=[None], terminated=True)
+        write_episode(tmp_path / "roll", dict(run, route_key=f"b{k}"), trace)
+    decouple([tmp_path / "roll"], tmp_path / "dec", gamma=0.99, gae_lambda=0.95, show_progress=False)
+    return tmp_path / "dec" / "dataset_index.pkl"
+
+
+def prob_of_best(policy: CorridorPolicy, n: int = 200) -> float:
+    features = torch.as_tensor(np.random.default_rng(1).normal(size=(n, 4)), dtype=torch.float32)
+    log_probs, _, _ = policy.evaluate_decisions(dict(features=features), None)
+    best = torch.where(features[:, 0] > 0, 1, 3)
+    return float(log_probs.detach().exp().gather(1, best[:, None]).mean())
+
+
+def test_ppo_learns_the_bandit_and_logs_diagnostics(tmp_path):
+    torch.manual_seed(0)
+    policy = CorridorPolicy(hidden=16)
+    index = bandit_index(tmp_path, policy)
+    before = prob_of_best(policy)
+    hp = PPOHyperParams(epochs=8, batch_size=16, learning_rate=0.01, seed=0)
+    params = select_trainable(policy, hp.trainable)
+    optimizer = torch.optim.AdamW(params, lr=hp.learning_rate)
+    metrics = ppo_update(policy, optimizer, StepDataset(index), hp, torch.device("cpu"),
+                         log_path=tmp_path / "log.jsonl", show_progress=False)
+    after = prob_of_best(policy)
+    assert before == pytest.approx(1 / 7, abs=0.03)      # near-uniform start over the 7 meta-actions
+    assert after > before + 0.05, (before, after)            # one clipped update: +0.05 is ~35 % relative
+    lines = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert len(lines) == 8 and {"approx_kl", "clip_fraction", "entropy", "explained_variance", "kl_loss"} <= set(lines[0])
+    assert lines[-1]["clip_fraction"] > 0.0 and lines[-1]["kl_loss"] > lines[0]["kl_loss"] >= 0.0
+    assert metrics["entropy"] < lines[0]["entropy"]
+
+
+def test_first_minibatch_is_on_policy_and_frozen_parameters_stay(tmp_path):
+    torch.manual_seed(0)
+    policy = CorridorPolicy(hidden=16)
+    index = bandit_index(tmp_path, policy, n=32)
+    frozen = {k: v.clone() for k, v in policy.named_parameters() if "value" in k}
+    hp = PPOHyperParams(epochs=1, batch_size=32, learning_rate=0.01, trainable=("decision_expert",))
+    optimizer = torch.optim.AdamW(select_trainable(policy, hp.trainable), lr=hp.learning_rate)
+    metrics = ppo_update(policy, optimizer, StepDataset(index), hp, torch.device("cpu"), show_progress=False)
+    # one minibatch = the whole data, evaluated before the step: ratio 1, no KL, nothing clipped
+    assert metrics["approx_kl"] == pytest.approx(0.0, abs=1e-6) and metrics["kl_loss"] == pytest.approx(0.0, abs=1e-6)
+    assert metrics["clip_fraction"] == 0.0
+    assert all(torch.equal(v, dict(policy.named_parameters())[k]) for k, v in frozen.items())
+
+
+def test_rl_loop_runs_resumes_and_plots(tmp_path, monkeypatch):
+    from minddrive.rl.loop import rl_loop
+    from test_collect_decouple import write_config
+
+    cfg = write_config(tmp_path, monkeypatch, count=4)
+    cfg.rollout.num_workers, cfg.ppo.epochs, cfg.rl_eval.limit = 0, 2, 2
+    torch.manual_seed(0)
+    CorridorPolicy(hidden=16).save_checkpoint(str(tmp_path / "il"), meta=dict(stage="il"))
+    result = rl_loop(cfg, tmp_path / "il", tmp_path / "rl", iterations=1, show_progress=False)
+    assert [p["iteration"] for p in result["iterations"]] == [0, 1]
+    done = tmp_path / "rl" / "iter_01" / "done.json"
+    assert (tmp_path / "rl" / "iter_01" / "ppo" / "ckpt" / "model.safetensors").is_file()
+    assert (tmp_path / "rl" / "progress.png").stat().st_size > 1000
+    assert 0.0 <= result["final_driving_score"] <= 100.0
+    stamp = done.stat().st_mtime_ns
+    again = rl_loop(cfg, tmp_path / "il", tmp_path / "rl", iterations=2,
+                    show_progress=False)
+    assert done.stat().st_mtime_ns == stamp                       # iteration 1 not redone
+    assert [p["iteration"] for p in again["iterations"]] == [0, 1, 2]
+    # iteration 2 collected with iteration 1's weights, on fresh seeds
+    run2 = json.loads((tmp_path / "rl" / "iter_02" / "rollouts" / "run.json").read_text())
+    assert run2["ckpt"].endswith(os.path.join("iter_01", "ppo", "ckpt")) and run2["route_offset"] == 4
