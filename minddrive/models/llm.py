@@ -14,6 +14,7 @@ LoRA adapters train. Adapters (``ADAPTERS``) share the base and are switched per
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import torch
@@ -88,15 +89,49 @@ def build_llm(cfg: dict[str, Any], tokenizer, seed: int = 0, torch_dtype: torch.
     for p in llm.parameters():
         p.requires_grad_(False)
     if cfg.get("gradient_checkpointing", False):
-        llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        set_activation_checkpointing(llm, True)
     lora = dict(r=16, lora_alpha=16, lora_dropout=0.05, target_modules=list(DEFAULT_LORA_TARGETS))
     lora.update(cfg.get("lora", {}))
     lora["target_modules"] = list(lora["target_modules"])
     config = LoraConfig(bias="none", task_type="CAUSAL_LM", **lora)
-    model = get_peft_model(llm, config, adapter_name=ADAPTERS[0])
+    with warnings.catch_warnings():
+        # PEFT's PeftModel.__init__ reads the deprecated ``is_gradient_checkpointing`` property itself; the
+        # warning is about PEFT's code, not ours (we use ``set_activation_checkpointing``).
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        model = get_peft_model(llm, config, adapter_name=ADAPTERS[0])
     for name in ADAPTERS[1:]:
         model.add_adapter(name, LoraConfig(bias="none", task_type="CAUSAL_LM", **lora))
     return model
+
+
+def set_activation_checkpointing(causal_lm, enabled: bool) -> None:
+    """Turn the LLM's layer recomputation on (non-reentrant) or off. transformers 5 renamed the API to
+    ``activation_checkpointing_*`` and warns on the old ``gradient_checkpointing_*`` names; use whichever
+    the installed version has."""
+    if hasattr(causal_lm, "activation_checkpointing_enable"):
+        if enabled:
+            causal_lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            causal_lm.activation_checkpointing_disable()
+    elif enabled:
+        causal_lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        causal_lm.gradient_checkpointing_disable()
+
+
+def activation_checkpointing_enabled(causal_lm) -> bool:
+    if hasattr(type(causal_lm), "is_activation_checkpointing"):
+        return bool(causal_lm.is_activation_checkpointing)
+    return bool(getattr(causal_lm, "is_gradient_checkpointing", False))
+
+
+def lora_layers(peft_model) -> list[nn.Module]:
+    """The PEFT tuner layers whose ``_active_adapter`` selects the adapter in forward; empty if this PEFT
+    version keeps that state elsewhere (callers then switch through ``set_adapter``)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    layers = [m for m in peft_model.modules() if isinstance(m, BaseTunerLayer)]
+    return layers if layers and all(hasattr(m, "_active_adapter") for m in layers) else []
 
 
 def is_base_parameter(name: str) -> bool:

@@ -12,7 +12,10 @@ Data flow (batch keys as :mod:`minddrive.interfaces`):
 3. The LLM runs with one adapter active: ``action_expert`` for training conversations and planning,
    ``decision_expert`` for the 7-way speed decision (one forward; log-softmax of the LM logits restricted
    to the speed-token ids at the last prompt position), ``value_expert`` + ``value_head`` for V(s).
-4. The hidden states at ``<waypoint_ego>`` and ``<path_waypoint_ego>`` feed the trajectory head.
+4. The hidden states at ``<waypoint_ego>`` and ``<path_waypoint_ego>`` feed the trajectory head, each joined
+   with the action expert's state at the chosen speed / path meta-action token (so the plan follows the
+   decision) and with the normalised ego/navigation token. Training fits both the CVAE posterior decode and
+   the prior-mean decode that ``plan`` returns (trajectory_head.py).
 """
 
 from __future__ import annotations
@@ -23,12 +26,13 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
-from minddrive.constants import (EGO_STATE_DIM, IMAGE_TOKEN, NUM_PATH_ACTIONS, PATH_WAYPOINT_TOKEN, SPECIAL_TOKENS,
-                                 SPEED_TOKENS, WAYPOINT_TOKEN)
+from minddrive.constants import (EGO_STATE_DIM, IMAGE_TOKEN, NUM_PATH_ACTIONS, PATH_TOKENS, PATH_WAYPOINT_TOKEN,
+                                 SPECIAL_TOKENS, SPEED_TOKENS, WAYPOINT_TOKEN)
 from minddrive.data import prompts
 from minddrive.errors import UserError
 from minddrive.models import losses as L
-from minddrive.models.llm import ADAPTERS, LLMHandle, build_llm, build_tokenizer, is_base_parameter
+from minddrive.models.llm import (ADAPTERS, LLMHandle, activation_checkpointing_enabled, build_llm, build_tokenizer,
+                                  is_base_parameter, lora_layers, set_activation_checkpointing)
 from minddrive.models.position_embedding import PETRPositionEmbedding
 from minddrive.models.query_decoder import select_top
 from minddrive.registry import MODELS, build
@@ -49,7 +53,7 @@ class MindDrive(nn.Module):
                  loss_weights: dict | None = None, map_boundary_threshold: float = 1.0,
                  ego_size: tuple[float, float] = (4.9, 2.1), collision_margin: float = 0.5,
                  trainable: Iterable[str] = ("action_expert", "vision", "projector", "query_decoder", "trajectory_head"),
-                 seed: int = 0):
+                 plan_from_ego_token: bool = True, plan_from_decision_token: bool = True, seed: int = 0):
         super().__init__()
         # Everything random below is drawn from ``seed``, so a config rebuilds the identical frozen base
         # (checkpoints store only the trainable weights).
@@ -77,18 +81,33 @@ class MindDrive(nn.Module):
         nav_in = EGO_STATE_DIM + 2 + NUM_ROUTE_POINTS * 2 + NUM_PATH_ACTIONS
         self.ego_encoder = nn.Sequential(nn.Linear(nav_in, hidden), nn.GELU(), nn.Linear(hidden, hidden))
         self.value_head = nn.Linear(hidden, 1)
-        self.trajectory_head = build(dict(trajectory_head, in_dim=hidden), MODELS, where="model.trajectory_head")
+        # Trajectory-head inputs per branch: the <waypoint_ego> / <path_waypoint_ego> hidden state, plus by
+        # default (a) the action expert's hidden state at the chosen speed / path meta-action token and (b) the
+        # ego/navigation token. Measured on the tiny config, the waypoint-token state varies ~0.015 across
+        # decisions (it is dominated by its own frozen embedding; routing the decision there is slow to learn),
+        # the decision-token state ~0.8: reading it makes the plan follow the decision (what RL relies on).
+        # The ego token brings ego speed and route geometry directly; its sample-to-sample variation is ~0.02
+        # at init (mostly shared bias/route content), so a LayerNorm on the head side lifts it ~8x without
+        # changing what the LLM receives.
+        self.plan_from_decision_token, self.plan_from_ego_token = plan_from_decision_token, plan_from_ego_token
+        head_in = hidden * (1 + int(plan_from_decision_token) + int(plan_from_ego_token))
+        self.ego_plan_norm = nn.LayerNorm(hidden) if plan_from_ego_token else nn.Identity()
+        self.trajectory_head = build(dict(trajectory_head, in_dim=head_in), MODELS, where="model.trajectory_head")
 
         ids = {t: self.tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
         self.image_token_id, self.waypoint_token_id = ids[IMAGE_TOKEN], ids[WAYPOINT_TOKEN]
         self.path_token_id = ids[PATH_WAYPOINT_TOKEN]
         self.register_buffer("speed_token_ids", torch.tensor([ids[t] for t in SPEED_TOKENS]), persistent=False)
+        self.register_buffer("path_action_token_ids", torch.tensor([ids[t] for t in PATH_TOKENS]), persistent=False)
         self.added_token_ids = list(ids.values())
         self.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
         self.loss_weights = dict(DEFAULT_LOSS_WEIGHTS, **(loss_weights or {}))
         self.map_boundary_threshold, self.ego_size, self.collision_margin = map_boundary_threshold, ego_size, collision_margin
         self._prompt_cache: dict[str, list[int]] = {}
+        self._lora_parameters = [p for n, p in self.llm.named_parameters() if not is_base_parameter(n)]
+        self._lora_layers = lora_layers(self.llm.peft)
+        self._active_adapter: str | None = None
         self.set_trainable(trainable)
         self.use_adapter("action_expert")
 
@@ -106,7 +125,7 @@ class MindDrive(nn.Module):
     def _group_modules(self) -> dict[str, list[nn.Module]]:
         return {"vision": [self.backbone, self.input_proj, self.position_embedding],
                 "query_decoder": [self.query_decoder], "projector": [self.projector, self.ego_encoder],
-                "trajectory_head": [self.trajectory_head], "value_head": [self.value_head]}
+                "trajectory_head": [self.trajectory_head, self.ego_plan_norm], "value_head": [self.value_head]}
 
     def set_trainable(self, names: Iterable[str]) -> None:
         """Make exactly the named groups trainable (see ``TRAINABLE_GROUPS``); base LLM weights never are."""
@@ -126,10 +145,28 @@ class MindDrive(nn.Module):
             p.requires_grad_(adapter is not None and adapter in self._trainable and not is_base_parameter(name))
 
     def use_adapter(self, name: str) -> None:
-        """Activate one LoRA adapter; trainability is re-applied because PEFT's set_adapter changes it."""
-        self.llm.peft.base_model.set_adapter(name)
+        """Activate one LoRA adapter for the next forward passes, leaving every ``requires_grad`` as it was.
+
+        PEFT's ``set_adapter`` walks every module and marks the active adapter trainable (the others frozen),
+        which would silently undo ``set_trainable`` (e.g. PPO training only the decision/value experts) and
+        costs a module walk per switch (three switches per ``act``). Instead the LoRA layers found once at
+        construction get their active adapter set directly, the same attribute ``set_adapter`` writes
+        (PEFT 0.1x-0.2x); if a PEFT version lacks it, fall back to ``set_adapter`` and restore the flags."""
+        if name == self._active_adapter:
+            return
+        if name not in ADAPTERS:
+            raise UserError(f"adapter: unknown LoRA adapter {name!r}; expected one of {ADAPTERS}")
+        tuner = self.llm.peft.base_model
+        if self._lora_layers:
+            for layer in self._lora_layers:
+                layer._active_adapter = [name]
+            tuner.active_adapter = name
+        else:
+            flags = [p.requires_grad for p in self._lora_parameters]
+            tuner.set_adapter(name)
+            for p, flag in zip(self._lora_parameters, flags):
+                p.requires_grad_(flag)
         self._active_adapter = name
-        self._apply_trainable()
 
     @contextlib.contextmanager
     def adapter(self, name: str):
@@ -170,9 +207,8 @@ class MindDrive(nn.Module):
                 params[name].copy_(value)
 
     def gradient_checkpointing(self) -> bool:
-        causal = self.llm.peft.base_model.model
-        name = "is_activation_checkpointing" if hasattr(type(causal), "is_activation_checkpointing") else "is_gradient_checkpointing"
-        return bool(getattr(causal, name, False))
+        """Whether the LLM recomputes its layers in backward (``model.llm.gradient_checkpointing``)."""
+        return activation_checkpointing_enabled(self.llm.peft.base_model.model)
 
     @contextlib.contextmanager
     def no_llm_gradient_checkpointing(self):
@@ -181,12 +217,12 @@ class MindDrive(nn.Module):
         causal = self.llm.peft.base_model.model
         was = self.gradient_checkpointing()
         if was:
-            causal.gradient_checkpointing_disable()
+            set_activation_checkpointing(causal, False)
         try:
             yield
         finally:
             if was:
-                causal.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+                set_activation_checkpointing(causal, True)
 
     # ------------------------------------------------------------------ scene encoding
     def encode_scene(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -303,14 +339,23 @@ class MindDrive(nn.Module):
         last = hidden[torch.arange(hidden.shape[0], device=hidden.device), mask.sum(1) - 1]
         return self.value_head(last.float()).squeeze(-1)
 
-    def _planning_states(self, hidden: torch.Tensor, ids: torch.Tensor):
-        """Hidden states at the first waypoint / path-waypoint token; rows without them get zeros + flag."""
-        rows = torch.arange(hidden.shape[0], device=hidden.device)
-        has_wp, has_path = (ids == self.waypoint_token_id), (ids == self.path_token_id)
-        present = has_wp.any(1) & has_path.any(1)
-        h_wp = hidden[rows, has_wp.float().argmax(1)] * present.unsqueeze(-1)
-        h_path = hidden[rows, has_path.float().argmax(1)] * present.unsqueeze(-1)
-        return h_wp, h_path, present
+    def _planning_states(self, hidden: torch.Tensor, ids: torch.Tensor, scene: torch.Tensor):
+        """Trajectory-head inputs (float32) for the speed and path branches, and ``present`` (B,): whether the
+        row holds both waypoint tokens (rows without them get zeros). Each branch joins its waypoint-token
+        state with, as configured, its meta-action token's state (zeros where the conversation has none, e.g.
+        planning QA without a decision) and the normalised ego/navigation token."""
+        has_wp, wp_state = _state_at_first(hidden, ids == self.waypoint_token_id)
+        has_path, path_state = _state_at_first(hidden, ids == self.path_token_id)
+        h_wp, h_path = [wp_state], [path_state]
+        if self.plan_from_decision_token:
+            h_wp.append(_state_at_first(hidden, torch.isin(ids, self.speed_token_ids))[1])
+            h_path.append(_state_at_first(hidden, torch.isin(ids, self.path_action_token_ids))[1])
+        if self.plan_from_ego_token:
+            ego = self.ego_plan_norm(scene[:, -1].float())
+            h_wp.append(ego), h_path.append(ego)
+        present = has_wp & has_path
+        keep = present.unsqueeze(-1).float()
+        return torch.cat(h_wp, -1) * keep, torch.cat(h_path, -1) * keep, present
 
     def plan(self, batch: dict[str, Any], decision: torch.Tensor, path_decision: torch.Tensor | None = None,
              scene: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -322,8 +367,8 @@ class MindDrive(nn.Module):
         ids, mask = self.tokenize_prompts(texts, scene.device)
         embeds, mask, _, new_ids = self.splice_scene(ids, mask, scene)
         hidden = self.run_llm("action_expert", embeds, mask)
-        h_wp, h_path, _ = self._planning_states(hidden, new_ids)
-        return self.trajectory_head(h_wp.float(), h_path.float())
+        h_wp, h_path, _ = self._planning_states(hidden, new_ids, scene)
+        return self.trajectory_head(h_wp, h_path)
 
     # ------------------------------------------------------------------ training
     def forward(self, batch: dict[str, Any], return_memory: bool = False):
@@ -351,15 +396,21 @@ class MindDrive(nn.Module):
         else:
             losses["loss_lm"] = hidden.sum() * 0.0
 
-        h_wp, h_path, present = self._planning_states(hidden, ids)
+        h_wp, h_path, present = self._planning_states(hidden, ids, scene)
         has_plan = present & batch["has_planning"].to(device).bool()
         wp_mask = batch["ego_fut_mask"].to(device).float() * has_plan.unsqueeze(-1)
         path_mask = batch["path_mask"].to(device).float() * has_plan.unsqueeze(-1)
         gt_wp, gt_path = batch["ego_fut_traj"].to(device).float(), batch["path_points"].to(device).float()
-        out = self.trajectory_head(h_wp.float(), h_path.float(), gt_wp, wp_mask, gt_path, path_mask,
+        out = self.trajectory_head(h_wp, h_path, gt_wp, wp_mask, gt_path, path_mask,
                                    sample=self.training)
         wp, path = out["speed_waypoints"], out["path"]
-        losses["loss_planning"] = w["planning"] * (L.masked_l1(wp, gt_wp, wp_mask) + L.masked_l1(path, gt_path, path_mask))
+        plan_l1 = L.masked_l1(wp, gt_wp, wp_mask) + L.masked_l1(path, gt_path, path_mask)
+        if "prior_speed_waypoints" in out:
+            # Hybrid CVAE objective (trajectory_head.py): also fit the prior-mean decode that ``plan`` returns,
+            # and let the boundary/collision terms shape that executed plan.
+            wp, path = out["prior_speed_waypoints"], out["prior_path"]
+            plan_l1 = 0.5 * (plan_l1 + L.masked_l1(wp, gt_wp, wp_mask) + L.masked_l1(path, gt_path, path_mask))
+        losses["loss_planning"] = w["planning"] * plan_l1
         bounds, bmask = batch["map_boundaries"].to(device).float(), batch["map_mask"].to(device).float()
         losses["loss_map_boundary"] = w["map_boundary"] * (
             L.map_boundary_loss(wp, wp_mask, bounds, bmask, self.map_boundary_threshold)
@@ -396,13 +447,26 @@ class MindDrive(nn.Module):
         shift = (mask.shape[1] - lengths).tolist()
         embeds = torch.stack([e.roll(s, 0) for e, s in zip(embeds, shift)])
         mask = torch.stack([m.roll(s, 0) for m, s in zip(mask, shift)])
-        self.use_adapter("decision_expert")
         causal = self.llm.peft.base_model.model
-        out = causal.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens,
-                              do_sample=False, pad_token_id=self.pad_token_id)
-        first = out[:, -max_new_tokens] if out.shape[1] >= max_new_tokens else out[:, 0]
+        with self.adapter("decision_expert"):
+            out = causal.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                  do_sample=False, pad_token_id=self.pad_token_id)
+        # With ``inputs_embeds`` only, generate returns just the new tokens -- possibly fewer than
+        # ``max_new_tokens`` when every row stops early -- so the decision is column 0. Should a version
+        # prepend placeholder ids for the prompt, drop them first.
+        if out.shape[1] > max_new_tokens:
+            out = out[:, embeds.shape[1]:]
+        first = out[:, 0]
         match = first.unsqueeze(-1) == self.speed_token_ids.unsqueeze(0)
         return torch.where(match.any(-1), match.float().argmax(-1), torch.full_like(first, -1))
+
+
+def _state_at_first(hidden: torch.Tensor, where: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(found (B,), float32 hidden state (B, H) at the first True of ``where`` (B, L), zeros if none)."""
+    found = where.any(1)
+    rows = torch.arange(hidden.shape[0], device=hidden.device)
+    state = hidden[rows, where.float().argmax(1)].float()
+    return found, state * found.unsqueeze(-1).float()
 
 
 def _resample_polylines(lines: torch.Tensor, mask: torch.Tensor, num: int) -> torch.Tensor:

@@ -31,10 +31,18 @@ def _eval_mode(module: torch.nn.Module):
         module.train(was)
 
 
-class MindDrivePolicy:
-    def __init__(self, model, device: str | torch.device = "cpu"):
-        self.device = torch.device(device)
-        self.model = model.to(self.device)
+class MindDrivePolicy(torch.nn.Module):
+    """A thin ``nn.Module`` around :class:`~minddrive.models.minddrive.MindDrive`: ``parameters()``, ``train()``,
+    ``to()``, ``state_dict()`` and DDP wrapping reach the model (held as ``self.model``); ``forward`` is
+    ``evaluate_decisions`` so a DDP-wrapped policy synchronises the PPO gradients."""
+
+    def __init__(self, model, device: str | torch.device | None = None):
+        super().__init__()
+        self.model = model if device is None else model.to(device)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.img_mean.device
 
     @classmethod
     def from_checkpoint(cls, directory, device: str | torch.device = "cpu") -> "MindDrivePolicy":
@@ -42,6 +50,13 @@ class MindDrivePolicy:
 
         model, _, _ = build_model_from_checkpoint(directory, device)
         return cls(model.eval(), device)
+
+    def set_trainable(self, names) -> None:
+        """The model's trainable groups (``minddrive.models.minddrive.TRAINABLE_GROUPS``)."""
+        self.model.set_trainable(names)
+
+    def forward(self, batch: dict[str, torch.Tensor], actions: torch.Tensor, temperature: float = 1.0):
+        return self.evaluate_decisions(batch, actions, temperature)
 
     def _autocast(self):
         if self.device.type == "cuda":

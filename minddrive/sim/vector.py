@@ -22,6 +22,7 @@ from minddrive.sim.roads import right_normal, wrap_angle
 from minddrive.sim.scenarios import ALL_RED, GREEN, LIGHT_PERIOD, YELLOW, SCENARIO_TYPES, ScenarioWorld, build_scenario
 
 MAX_ACTORS = 16
+_NO_ACTORS = [""] * MAX_ACTORS  # actor kinds / type ids of a world that has no route loaded yet
 MAX_PATH_POINTS = 420
 MAX_ROUTE_POINTS = 420
 MAX_LIGHTS = 4
@@ -184,9 +185,9 @@ class VecDriveEnv:
             progress=self.progress, lateral=lateral, lane_lo=self.route_lo[rows, idx], lane_hi=self.route_hi[rows, idx],
             in_junction=self.route_junction[rows, idx], dist_to_route=np.abs(lateral),
             dist_to_end=np.hypot(*(self.route_pts[rows, self.route_n - 1] - np.stack([self.x, self.y], -1)).T),
-            hits=hits, actor_kind=[m["kinds"] for m in self.meta],
+            hits=hits, actor_kind=[m.get("kinds", _NO_ACTORS) for m in self.meta],
             actor_ids=[[ACTOR_ID_BASE + k for k in range(MAX_ACTORS)]] * W,
-            actor_type_ids=[m["type_ids"] for m in self.meta], actor_xy_ego_fwd=self._ahead_of_ego(),
+            actor_type_ids=[m.get("type_ids", _NO_ACTORS) for m in self.meta], actor_xy_ego_fwd=self._ahead_of_ego(),
             light_red=ego_red, bg_speed=np.stack([(self.actors.speed * bg).sum(1), bg.sum(1)], -1))
 
         # 4. Observation.
@@ -273,13 +274,26 @@ class VecDriveEnv:
         return obs
 
     def _render_all(self) -> dict:
+        return self.render_cameras(range(self.num_worlds))
+
+    def render_cameras(self, indices) -> dict:
+        """The six camera images (and calibration) of worlds ``indices``, batched in that order.
+
+        Rendering dominates a camera rollout's cost, so a caller that decides only every few ticks
+        builds the env with ``render=False`` and asks for images only when it needs them. A world
+        never loaded (no scenario yet) gets black images instead of failing the whole batch.
+        """
+        from minddrive.constants import CAMERA_NAMES
         from minddrive.sim.sensors import camera_calibration, render_cameras
 
+        indices = list(indices)
         height, width = self.image_size
         if self._calibration is None:
             self._calibration = camera_calibration(width, height)
-        images = np.stack([render_cameras(self.snapshot(i), width, height) for i in range(self.num_worlds)])
-        tile = lambda a: np.broadcast_to(a.astype(np.float32), (self.num_worlds,) + a.shape).copy()
+        blank = np.zeros((len(CAMERA_NAMES), height, width, 3), np.uint8)
+        images = np.stack([render_cameras(self.snapshot(i), width, height) if self.worlds[i] is not None else blank
+                           for i in indices]) if indices else np.zeros((0,) + blank.shape, np.uint8)
+        tile = lambda a: np.broadcast_to(a.astype(np.float32), (len(indices),) + a.shape).copy()
         return dict(images=images, cam_intrinsic=tile(self._calibration["cam_intrinsic"]),
                     cam2ego=tile(self._calibration["cam2ego"]), lidar2img=tile(self._calibration["lidar2img"]))
 

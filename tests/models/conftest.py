@@ -103,6 +103,34 @@ def make_batch(tokenizer, batch_size: int = 2, image_hw=IMAGE_HW, seed: int = 0,
     }
 
 
+def make_decision_pair_batch(tokenizer, speed_actions: tuple[int, int], seed: int = 5) -> dict:
+    """Two rows with the *same* observation (images, ego state, command, route) that differ only in the
+    speed decision of their conversation and in a future trajectory matching it: ``speed_actions[0]``
+    creeps 0.3 m/s, ``speed_actions[1]`` accelerates from the ego speed at 2 m/s^2. Only the decision
+    token can tell the rows apart, so fitting both requires the plan to follow the decision."""
+    batch = make_batch(tokenizer, batch_size=2, seed=seed)
+    for key in ("img", "cam_intrinsic", "cam2ego", "lidar2img", "ego_state", "ego_history", "command", "target_point",
+                "route", "path_points", "path_action", "agent_boxes", "map_boundaries"):
+        batch[key][1] = batch[key][0]
+    path_action = int(batch["command"][0])
+    rows = [tokenize_conversation(tokenizer, [(prompts.decision_question(path_action), prompts.decision_answer(s, path_action)),
+                                              (prompts.PLANNING_QUESTION, prompts.PLANNING_ANSWER)])
+            for s in speed_actions]
+    length = max(len(ids) for ids, _ in rows)
+    batch["input_ids"] = torch.full((2, length), tokenizer.pad_token_id, dtype=torch.long)
+    batch["labels"] = torch.full((2, length), -100, dtype=torch.long)
+    batch["attention_mask"] = torch.zeros((2, length), dtype=torch.long)
+    for i, (ids, labels) in enumerate(rows):
+        batch["input_ids"][i, :len(ids)], batch["labels"][i, :len(ids)] = torch.tensor(ids), torch.tensor(labels)
+        batch["attention_mask"][i, :len(ids)] = 1
+    t = torch.arange(1, NUM_FUTURE_WAYPOINTS + 1, dtype=torch.float32) * 0.5
+    v = float(batch["ego_state"][0, 0])
+    zeros = torch.zeros_like(t)
+    batch["ego_fut_traj"] = torch.stack([torch.stack([0.3 * t, zeros], -1), torch.stack([(v + t) * t, zeros], -1)])
+    batch["speed_action"] = torch.tensor(speed_actions)
+    return batch
+
+
 @pytest.fixture(scope="session")
 def tiny_cfg():
     return load_config(TINY_CONFIG)
@@ -127,6 +155,13 @@ def tiny_batch(tiny_model):
     return make_batch(tiny_model.tokenizer, batch_size=2)
 
 
+@pytest.fixture(scope="session")
+def shared_model(tiny_cfg):
+    """One tiny model for tests that only read it (no training, no weight edits, no set_trainable)."""
+    torch.manual_seed(0)
+    return build_tiny(tiny_cfg)
+
+
 # Tests run with --import-mode=importlib, where conftest modules cannot be imported by name: the helpers
 # are handed out as fixtures instead.
 @pytest.fixture(scope="session")
@@ -137,3 +172,8 @@ def batch_factory():
 @pytest.fixture(scope="session")
 def model_factory():
     return build_tiny
+
+
+@pytest.fixture(scope="session")
+def decision_pair_factory():
+    return make_decision_pair_batch

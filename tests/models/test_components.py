@@ -1,4 +1,4 @@
-"""Unit behaviour of the parts: losses with hand-computed values, the PETR frustum, the ViT, the overfit."""
+"""Unit behaviour of the parts: losses with hand-computed values, the PETR frustum, the ViT, the trajectory head."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 
 from minddrive.models import losses as L
 from minddrive.models.position_embedding import PETRPositionEmbedding
-from minddrive.models.trajectory_head import gaussian_kl
+from minddrive.models.trajectory_head import GenerativeTrajectoryHead, gaussian_kl
 from minddrive.models.vision import EVA02ViT
 
 
@@ -99,22 +99,18 @@ def test_eva02_vit_windowed_and_checkpointed():
     assert torch.allclose(vit.patch_embed.weight.grad, g_plain, atol=1e-5)
 
 
-def test_short_overfit_reduces_trajectory_l1(model_factory, batch_factory):
-    """60 CPU steps on 4 samples. The brief asks for 10x; this reaches ~3-4x (see the report) -- the
-    assertion checks what is reached today. Boundary/collision terms are off: the synthetic targets
-    deliberately pass near boundaries and agents, which would fight the L1 fit."""
+def test_generative_head_returns_the_prior_decode_for_the_hybrid_loss():
     torch.manual_seed(0)
-    model = model_factory(loss_weights=dict(map_boundary=0.0, collision=0.0))
-    batch = batch_factory(model.tokenizer, batch_size=4, seed=3)
-    model.set_trainable(["action_expert", "projector", "trajectory_head"])
-    model.train()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
-    first = None
-    for step in range(60):
-        losses = model(batch)
-        l1 = float(losses["loss_planning"].detach())
-        first = first if first is not None else l1
-        opt.zero_grad()
-        sum(losses.values()).backward()
-        opt.step()
-    assert l1 < first / 3, (first, l1)
+    head = GenerativeTrajectoryHead(in_dim=16, hidden=32, latent_dim=8)
+    h = torch.randn(3, 16)
+    gt_wp, gt_path = torch.randn(3, 6, 2) * 5, torch.randn(3, 10, 2) * 5
+    with torch.no_grad():
+        train = head(h, h, gt_wp, torch.ones(3, 6), gt_path, torch.ones(3, 10), sample=True)
+        infer = head(h, h)
+    # the prior-mean decode seen in training is exactly what inference returns
+    assert torch.equal(train["prior_speed_waypoints"], infer["speed_waypoints"])
+    assert torch.equal(train["prior_path"], infer["path"])
+    assert "prior_path" not in infer and float(infer["kl"]) == 0.0 and float(train["kl"]) > 0.0
+    # the posterior decode sees the ground truth, so it differs from the prior decode
+    assert (train["speed_waypoints"] - infer["speed_waypoints"]).abs().max() > 1e-3
+    assert infer["path"].shape == (3, 10, 2) and infer["speed_waypoints"].shape == (3, 6, 2)

@@ -1,6 +1,9 @@
-"""Model behaviour on the tiny config: shapes, the one-pass decision, adapters, frozen base, memory, overfit."""
+"""Model behaviour on the tiny config: shapes, the one-pass decision, adapters, frozen base, memory, the policy
+module, the generation baseline."""
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 
@@ -17,7 +20,9 @@ def perturb_adapter(model, adapter: str, scale: float = 0.5, seed: int = 1) -> N
                 p.copy_(torch.randn(p.shape, generator=gen) * scale)
 
 
-def test_forward_losses_and_act_shapes(tiny_model, tiny_batch):
+def test_forward_losses_and_act_shapes(shared_model, batch_factory):
+    tiny_model = shared_model
+    tiny_batch = batch_factory(tiny_model.tokenizer, batch_size=2)
     losses = tiny_model(tiny_batch)
     assert set(losses) >= {"loss_lm", "loss_planning", "loss_map_boundary", "loss_kl", "loss_collision"}
     for name, value in losses.items():
@@ -34,7 +39,9 @@ def test_forward_losses_and_act_shapes(tiny_model, tiny_batch):
     assert out.memory["prev_memory"].shape == (2, 8, 32) and out.memory["prev_memory_mask"].sum() == 16
 
 
-def test_splice_replaces_image_token_by_scene_tokens(tiny_model, tiny_batch):
+def test_splice_replaces_image_token_by_scene_tokens(shared_model, batch_factory):
+    tiny_model = shared_model
+    tiny_batch = batch_factory(tiny_model.tokenizer, batch_size=2)
     scene, _ = tiny_model.encode_scene(tiny_batch)
     n = scene.shape[1]
     assert n == 16 + 8 + 1
@@ -157,9 +164,10 @@ def test_memory_is_explicit_state(tiny_model, tiny_batch):
     assert torch.equal(again.log_probs, second.log_probs)  # a stored step recomputes exactly
 
 
-def test_planning_losses_off_without_planning(tiny_model, batch_factory):
-    batch = batch_factory(tiny_model.tokenizer, batch_size=2, planning=False)
-    losses = tiny_model(batch)
+def test_planning_losses_off_without_planning(shared_model, batch_factory):
+    batch = batch_factory(shared_model.tokenizer, batch_size=2, planning=False)
+    with torch.no_grad():
+        losses = shared_model(batch)
     assert float(losses["loss_planning"]) == 0.0 and float(losses["loss_kl"]) == 0.0
     assert float(losses["loss_lm"]) > 0.0
 
@@ -183,3 +191,73 @@ def test_decide_by_generation_agrees_with_argmax_when_speed_tokens_dominate(tiny
         assert int(generated[i]) == expected
         if expected >= 0:
             assert expected == int(one_pass[i])
+
+
+def test_decide_by_generation_reads_the_first_new_token_when_generation_stops_early(tiny_model, tiny_batch):
+    perturb_adapter(tiny_model, "decision_expert")
+    tiny_model.eval()
+    one_step = tiny_model.decide_by_generation(tiny_batch, max_new_tokens=1)
+    # Make the first generated token of row 0 the end-of-sequence token: that row stops after one token,
+    # so the returned ids are shorter than max_new_tokens for it (and padded for the other row).
+    causal = tiny_model.llm.peft.base_model.model
+    with torch.no_grad():
+        scene, _ = tiny_model.encode_scene(tiny_batch)
+        embeds, mask = tiny_model.decision_inputs(tiny_batch, scene)
+        with tiny_model.adapter("decision_expert"):
+            logits = tiny_model.llm.peft(inputs_embeds=embeds, attention_mask=mask).logits
+    first_ids = logits[torch.arange(2), mask.sum(1) - 1].argmax(-1)
+    causal.generation_config.eos_token_id = int(first_ids[0])
+    try:
+        longer = tiny_model.decide_by_generation(tiny_batch, max_new_tokens=4)
+    finally:
+        causal.generation_config.eos_token_id = None
+    assert torch.equal(longer, one_step)
+    assert tiny_model._active_adapter == "action_expert"  # the generation baseline restores the adapter
+
+
+def test_adapter_switch_keeps_requires_grad_untouched(tiny_model, tiny_batch):
+    """PPO sets its own trainable set (and may freeze more by hand): switching adapters must not undo it."""
+    tiny_model.set_trainable(["decision_expert", "value_head"])
+    frozen_by_hand = next(p for n, p in tiny_model.llm.named_parameters() if ".decision_expert." in n)
+    frozen_by_hand.requires_grad_(False)
+    before = {n: p.requires_grad for n, p in tiny_model.named_parameters()}
+    for name in ("value_expert", "action_expert", "decision_expert", "action_expert"):
+        tiny_model.use_adapter(name)
+        assert tiny_model.llm.peft.base_model.active_adapter in (name, [name])
+        assert {n: p.requires_grad for n, p in tiny_model.named_parameters()} == before
+    MindDrivePolicy(tiny_model).act(tiny_batch)  # every adapter is used in one act
+    assert {n: p.requires_grad for n, p in tiny_model.named_parameters()} == before
+    assert not any(p.requires_grad for n, p in tiny_model.named_parameters() if ".action_expert." in n)
+
+
+def test_policy_is_a_module_over_the_model(tiny_cfg, tiny_model, tiny_batch):
+    from minddrive.rl.workers import load_policy, policy_module
+
+    policy = MindDrivePolicy(tiny_model)
+    assert isinstance(policy, torch.nn.Module) and policy.model is tiny_model
+    assert [id(p) for p in policy.parameters()] == [id(p) for p in tiny_model.parameters()]
+    assert set(policy.state_dict()) == {f"model.{k}" for k in tiny_model.state_dict()}
+    policy.eval()
+    assert not tiny_model.training
+    policy.train()
+    assert tiny_model.training and policy.to("cpu") is policy and policy.device == torch.device("cpu")
+    policy.set_trainable(["value_expert", "value_head"])
+    assert {n.split(".")[0] for n, p in tiny_model.named_parameters() if p.requires_grad} == {"llm", "value_head"}
+    perturb_adapter(tiny_model, "decision_expert")
+    out = policy.act(tiny_batch)
+    log_probs, value, entropy = policy(tiny_batch, out.decision)  # forward == evaluate_decisions (DDP path)
+    assert torch.allclose(log_probs, out.log_probs, atol=1e-6) and value.requires_grad
+    loaded = load_policy(tiny_cfg, None)
+    assert isinstance(loaded, MindDrivePolicy) and isinstance(policy_module(loaded), type(tiny_model))
+
+
+def test_llm_checkpointing_toggle_uses_the_current_transformers_api(tiny_cfg, model_factory):
+    llm_cfg = dict(tiny_cfg.model.llm, gradient_checkpointing=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = model_factory(tiny_cfg, llm=llm_cfg)
+        assert model.gradient_checkpointing()
+        with model.no_llm_gradient_checkpointing():
+            assert not model.gradient_checkpointing()
+        assert model.gradient_checkpointing()
+    assert not [w for w in caught if "checkpointing" in str(w.message)], [str(w.message) for w in caught]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -28,8 +30,10 @@ def test_qwen2_05b_parameter_count_and_lora():
     lora_cfg = load_config(QWEN2_05B).model.llm.lora
     per_adapter = lora_parameter_count(896, 4864, 24, 14, 2, lora_cfg.r, lora_cfg.target_modules)
     assert per_adapter == 8_798_208  # r=16 on q,k,v,o,gate,up,down
-    peft = get_peft_model(llm, LoraConfig(r=lora_cfg.r, lora_alpha=lora_cfg.lora_alpha,
-                                          target_modules=list(lora_cfg.target_modules)), adapter_name="action_expert")
+    with warnings.catch_warnings():  # PEFT itself reads transformers' deprecated is_gradient_checkpointing
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        peft = get_peft_model(llm, LoraConfig(r=lora_cfg.r, lora_alpha=lora_cfg.lora_alpha,
+                                              target_modules=list(lora_cfg.target_modules)), adapter_name="action_expert")
     assert sum(p.numel() for n, p in peft.named_parameters() if "lora_" in n) == per_adapter
 
 

@@ -15,7 +15,11 @@ model = dict(
         tokenizer=dict(type="tiny", vocab_size=512),
         config=dict(vocab_size=640, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                    tie_word_embeddings=True, rope_theta=1e6),
+                    tie_word_embeddings=True, rope_theta=1e6,
+                    # A random frozen base needs token embeddings large enough for logits to separate: at HF's
+                    # default 0.02 the (frozen, tied) LM head caps logit gaps near 1 and the answer CE cannot
+                    # leave log(vocab). Real configs load trained Qwen2 weights and never see this.
+                    initializer_range=0.2),
         attn_implementation="sdpa",
         gradient_checkpointing=False,
         lora=dict(r=8, lora_alpha=16, lora_dropout=0.0,
