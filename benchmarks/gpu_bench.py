@@ -73,7 +73,7 @@ class SizeSpec:
     text_len: int                            # conversation tokens of one IL sample (before scene splicing)
     # (batch, gradient checkpointing) tried in order until one fits; the JSON records which one ran.
     il_ladder: tuple[tuple[int, bool], ...] = ((4, False), (4, True), (2, False), (2, True), (1, True))
-    parts: tuple[str, ...] = ("rollout", "il_step", "ppo")  # most important figure first
+    parts: tuple[str, ...] = ("components", "rollout", "il_step", "ppo")  # most important figure first
     backbone: dict | None = None             # replaces the config's backbone (tiny: a small EVA02ViT)
     act_batches: tuple[int, ...] = (8, 32, 64)
     gen_batches: tuple[int, ...] = (1, 32)
@@ -94,7 +94,7 @@ SIZES = {
     # 3B at batch 4 without checkpointing does not fit 80 GB (0.5B alone peaks at 64 GiB there): start at 2.
     "3b": SizeSpec("3b", "minddrive_qwen25_3b.py", QWEN25_3B, text_len=320, act_batches=(8, 32),
                    gen_batches=(1, 32), il_ladder=((2, False), (4, True), (2, True), (1, True)),
-                   parts=("il_step", "rollout")),
+                   parts=("il_step", "components", "rollout")),
 }
 # Upstream answers the decision in plain words, "The car should be maintain moderate speed lanefollow." after
 # the question: about 12 Qwen2 tokens generated one by one (our prompt already ends with the prefix and the
@@ -571,11 +571,90 @@ def bench_il_step(model, spec: SizeSpec, image_size, device, steps: int, ceiling
 # ----------------------------------------------------------------------------------------------------------
 # 2. Rollout inference
 # ----------------------------------------------------------------------------------------------------------
-def bench_rollout(model, spec: SizeSpec, image_size, device) -> dict:
+# Rollout/eval run an inference copy of the model cast to this dtype on GPU (policy option ``dtype``);
+# training figures keep float32 master weights + bf16 autocast.
+ROLLOUT_DTYPE = "bfloat16"
+
+
+def inference_policy(model, device: torch.device):
+    """A :class:`MindDrivePolicy` over a bf16 copy of ``model`` (float32 on CPU, where bf16 is slow); the
+    original stays float32 for the training figures measured after."""
     from minddrive.models import MindDrivePolicy
 
-    policy = MindDrivePolicy(model, device)
-    model.eval()
+    dtype = ROLLOUT_DTYPE if device.type == "cuda" else None
+    copy_ = copy.deepcopy(model) if dtype else model
+    return MindDrivePolicy(copy_, device, dtype=dtype).eval(), dtype or "float32"
+
+
+def time_device(fn: Callable[[], Any], device: torch.device, warmup: int, runs: int) -> float:
+    """Median milliseconds of ``fn`` by CUDA events (device time between enqueue points; perf_counter on CPU)."""
+    for _ in range(warmup):
+        fn()
+    if device.type != "cuda":
+        return statistics.median(time_calls(fn, device, 0, runs)) * 1e3
+    times = []
+    for _ in range(runs):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize(device)
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def bench_components(model, spec: SizeSpec, image_size, device) -> dict:
+    """Where ``act``'s time goes, per batch size: scene encoding (vision + PETR + query decoder + projector),
+    the decision, value and action LLM passes, and whole ``act``; then the decision part alone with the
+    scene precomputed (as when a rollout encodes a scene once): single-pass scoring vs greedy generation of
+    2 tokens and of the ~12-token upstream answer, both from the same scene tokens."""
+    policy, dtype = inference_policy(model, device)
+    net = policy.model
+    out: dict[str, Any] = dict(dtype=dtype, timing="CUDA events, median" if device.type == "cuda" else "wall, median")
+    runs = max(3, spec.latency_runs // 4)
+    for b in spec.gen_batches:
+        row: dict[str, Any] = {}
+        batch = runtime_batch(b, image_size, device, seed=200 + b)
+        try:
+            with torch.inference_mode(), policy._autocast():
+                scene, _ = net.encode_scene(batch)
+                decision = net.decision_log_probs(batch, scene).argmax(-1)
+                command = batch["command"].to(device).long()
+                parts = {"scene_ms": lambda: net.encode_scene(batch),
+                         "decision_pass_ms": lambda: net.decision_log_probs(batch, scene),
+                         "value_pass_ms": lambda: net.value(batch, scene),
+                         "action_pass_ms": lambda: net.plan(batch, decision, command, scene)}
+                for name, fn in parts.items():
+                    row[name] = round(time_device(fn, device, warmup=1, runs=runs), 2)
+            row["act_ms"] = round(time_device(lambda: policy.act(batch, sample=False), device, 1, runs), 2)
+            row["llm_share_of_act"] = round(sum(row[k] for k in ("decision_pass_ms", "value_pass_ms", "action_pass_ms"))
+                                            / row["act_ms"], 3)
+            row["decision_only_per_s"] = round(b / (row["decision_pass_ms"] / 1e3), 1)
+            with policy._autocast():
+                for tokens, key in ((2, "generate2_from_scene_per_s"), (UPSTREAM_ANSWER_TOKENS, "generate_upstream_from_scene_per_s")):
+                    ms = time_device(lambda: net.decide_by_generation(batch, tokens, scene=scene), device, 1, 3)
+                    row[key] = round(b / (ms / 1e3), 1)
+            row["decision_only_speedup_vs_generate2"] = round(row["decision_only_per_s"] / row["generate2_from_scene_per_s"], 2)
+            row["decision_only_speedup_vs_upstream_generate"] = round(
+                row["decision_only_per_s"] / row["generate_upstream_from_scene_per_s"], 2)
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            row["oom"] = True
+        finally:
+            batch = scene = None
+            free_memory(device)
+        out[f"b{b}"] = row
+    net.use_adapter("action_expert")
+    del policy, net
+    free_memory(device)
+    return out
+
+
+def bench_rollout(model, spec: SizeSpec, image_size, device) -> dict:
+    policy, dtype = inference_policy(model, device)
+    model = policy.model
+    out: dict[str, Any] = dict(dtype=dtype)
     out: dict[str, Any] = {}
     batch = runtime_batch(1, image_size, device, seed=1)
     times = time_calls(lambda: policy.act(batch, sample=False), device, warmup=2, runs=spec.latency_runs)
@@ -606,7 +685,7 @@ def bench_rollout(model, spec: SizeSpec, image_size, device) -> dict:
             batch = runtime_batch(b, image_size, device, seed=100 + b)
 
             def generate():
-                with autocast(device):
+                with policy._autocast():
                     return model.decide_by_generation(batch, max_new_tokens=new_tokens)
 
             try:
@@ -760,7 +839,7 @@ class ResultFile:
 
 
 # Seconds a measurement needs at least to be worth starting (build, IL ladder, act + generation, PPO).
-MIN_SECONDS = {"model": 10.0, "il_step": 20.0, "rollout": 15.0, "ppo": 15.0}
+MIN_SECONDS = {"model": 10.0, "components": 10.0, "il_step": 20.0, "rollout": 15.0, "ppo": 15.0}
 
 
 def run_size(spec: SizeSpec, device: torch.device, steps: int, ceiling_n: int | None,
@@ -802,6 +881,7 @@ def run_size(spec: SizeSpec, device: torch.device, steps: int, ceiling_n: int | 
         return results
     model, image_size = holder["model"], holder["image_size"]
     benches = {"il_step": lambda: bench_il_step(model, spec, image_size, device, steps, ceiling),
+               "components": lambda: bench_components(model, spec, image_size, device),
                "rollout": lambda: bench_rollout(model, spec, image_size, device),
                "ppo": lambda: bench_ppo(model, spec, image_size, device)}
     for name in parts or spec.parts:
@@ -849,6 +929,17 @@ def summary_rows(results: dict) -> list[tuple[str, str, str]]:
         rows.append((size, "device / ceiling", f"{c.get('device', '?')} {c.get('tflops', c.get('error', c.get('skipped', '?')))} TFLOP/s"))
         if "skipped" in r:
             rows.append((size, "all", f"skipped ({r['skipped']})"))
+        comp = r.get("components", {})
+        if "error" in comp or "skipped" in comp:
+            rows.append((size, "act components", str(comp.get("error", comp.get("skipped")))))
+        for key, row in comp.items():
+            if key.startswith("b") and isinstance(row, dict) and "act_ms" in row:
+                rows.append((size, f"act parts {key} {comp['dtype']}",
+                             f"scene {row['scene_ms']} + decision {row['decision_pass_ms']} + value {row['value_pass_ms']}"
+                             f" + action {row['action_pass_ms']} ms (act {row['act_ms']} ms)"))
+                rows.append((size, f"decision-only {key}",
+                             f"{row['decision_only_per_s']}/s vs generate-from-scene 2 tok {row['generate2_from_scene_per_s']}/s,"
+                             f" {UPSTREAM_ANSWER_TOKENS} tok {row['generate_upstream_from_scene_per_s']}/s"))
         il = r.get("il_step", {})
         if "error" in il or "skipped" in il or not il:
             rows.append((size, "IL step", str(il.get("error", il.get("skipped", "not run")))))
@@ -920,9 +1011,10 @@ def main(argv=None) -> int:
     else:
         torch.set_num_threads(max(1, min(torch.get_num_threads(), int(os.environ.get("OMP_NUM_THREADS", "64")))))
         parts = tuple(args.parts.split(",")) if args.parts else None
-        unknown = [p for p in parts or () if p not in ("il_step", "rollout", "ppo")]
+        unknown = [p for p in parts or () if p not in ("components", "il_step", "rollout", "ppo")]
         if unknown:
-            print(f"gpu_bench: error: --parts: unknown {unknown}; expected il_step, rollout, ppo", file=sys.stderr)
+            print(f"gpu_bench: error: --parts: unknown {unknown}; expected components, il_step, rollout, ppo",
+                  file=sys.stderr)
             return 2
         file = ResultFile(path)
         try:

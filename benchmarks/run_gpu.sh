@@ -44,10 +44,11 @@ part() {
 MICRO=$(( NGPU > 1 ? NGPU : 2 ))
 PORT=$(( 29500 + RANDOM % 1000 ))
 # gpu_bench keeps its own budget (255 s) 5 s inside the part's cap, writes gpu_bench.json after every
-# measurement, and runs the figures in order of importance: 0.5B act + generation baseline, 0.5B IL step
+# measurement, and runs the figures in order of importance: 0.5B act component breakdown (bf16 copy),
+# 0.5B act + generation baseline, 0.5B IL step
 # (MFU), 0.5B PPO, then 3B IL step, 3B act.
 part gpu_bench gpu_bench.log 260 \
-  $PY benchmarks/gpu_bench.py --size all --steps 5 --budget-s 255 --size-timeout 170 --out "$OUT"
+  $PY benchmarks/gpu_bench.py --size all --steps 5 --budget-s 255 --size-timeout 190 --out "$OUT"
 part multi_gpu_w1 multi_gpu.log 130 \
   $PY -m torch.distributed.run --nproc_per_node=1 --master_port=$PORT benchmarks/multi_gpu_bench.py \
     --sizes "$SIZES" --micro-batches $MICRO --steps 2 --fit-from "$OUT/gpu_bench.json" --out "$OUT"

@@ -210,3 +210,63 @@ def test_il_forward_under_fsdp_guard_never_touches_requires_grad(monkeypatch):
     assert calls == [] and torch.isfinite(sum(losses.values()))
     model.use_adapter("decision_expert")  # a real switch still goes through the model's own method
     assert model._active_adapter == "decision_expert"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The inference speed-ups the benchmark relies on (issue #10), checked for equal results at tiny shapes.
+# ---------------------------------------------------------------------------------------------------------
+def _tiny_vit():
+    import torch
+
+    from minddrive.models.vision import EVA02ViT
+
+    torch.manual_seed(0)
+    # 5x7 patches at window 4: both axes need padding, so the crop-then-project path is exercised.
+    return EVA02ViT(img_size=(80, 112), patch_size=16, embed_dim=32, depth=2, num_heads=2, window_size=4,
+                    global_every=2).eval()
+
+
+def test_vit_autocast_norms_match_float32():
+    import torch
+
+    vit, x = _tiny_vit(), torch.randn(2, 3, 80, 112)
+    with torch.no_grad():
+        ref = vit(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = vit(x).float()
+    assert ref.shape == (2, 32, 5, 7)
+    rel = (low - ref).norm() / ref.norm()
+    assert rel < 0.05, f"bf16 autocast ViT drifted {rel:.3f} from float32"
+
+
+def test_bfloat16_policy_matches_float32_decisions():
+    import copy
+
+    import torch
+    from mmengine.config import Config
+
+    from minddrive.models import MindDrivePolicy
+    from minddrive.registry import MODELS, build
+
+    sys.path.insert(0, str(BENCH))
+    import gpu_bench
+
+    cfg = Config.fromfile(str(REPO / "adzoo/minddrive/configs/_base_/models/minddrive_tiny.py")).model \
+        if (REPO / "adzoo/minddrive/configs/_base_/models/minddrive_tiny.py").exists() else None
+    if cfg is None:
+        pytest.skip("tiny model config missing")
+    model = build(copy.deepcopy(cfg.to_dict()), MODELS, where="model").eval()
+    batch = gpu_bench.runtime_batch(3, (128, 224), torch.device("cpu"), seed=3)
+    batch["command"] = torch.tensor([0, 4, 5])
+    ref = MindDrivePolicy(model).act(batch, sample=False)
+    low = MindDrivePolicy(copy.deepcopy(model), dtype="bfloat16").act(batch, sample=False)
+    assert low.log_probs.dtype == torch.float32 and low.log_probs.shape == (3, 7)
+    assert (low.log_probs - ref.log_probs).abs().max() < 0.1
+    assert (low.path - ref.path).abs().max() < 0.1 * (ref.path.abs().max() + 1)
+    # The device-side prompt tables give the rows the per-text tokeniser gives.
+    from minddrive.data import prompts
+
+    ids, mask = model.prompt_table("action", "cpu")
+    assert ids.shape[0] == 42
+    row = model.tokenize_prompts([prompts.action_prompt(3, 5)], "cpu")[0][0]
+    assert torch.equal(ids[3 * 6 + 5][: row.numel()], row) and int(mask[3 * 6 + 5].sum()) == row.numel()

@@ -26,7 +26,7 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
-from minddrive.constants import (EGO_STATE_DIM, IMAGE_TOKEN, NUM_PATH_ACTIONS, PATH_TOKENS, PATH_WAYPOINT_TOKEN,
+from minddrive.constants import (EGO_STATE_DIM, IMAGE_TOKEN, NUM_PATH_ACTIONS, NUM_SPEED_ACTIONS, PATH_TOKENS, PATH_WAYPOINT_TOKEN,
                                  SPECIAL_TOKENS, SPEED_TOKENS, WAYPOINT_TOKEN)
 from minddrive.data import prompts
 from minddrive.errors import UserError
@@ -105,6 +105,7 @@ class MindDrive(nn.Module):
         self.loss_weights = dict(DEFAULT_LOSS_WEIGHTS, **(loss_weights or {}))
         self.map_boundary_threshold, self.ego_size, self.collision_margin = map_boundary_threshold, ego_size, collision_margin
         self._prompt_cache: dict[str, list[int]] = {}
+        self._prompt_tables: dict[tuple[str, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
         self._lora_parameters = [p for n, p in self.llm.named_parameters() if not is_base_parameter(n)]
         self._lora_layers = lora_layers(self.llm.peft)
         self._active_adapter: str | None = None
@@ -254,17 +255,19 @@ class MindDrive(nn.Module):
 
     # ------------------------------------------------------------------ sequences
     def splice_scene(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, scene: torch.Tensor,
-                     labels: torch.Tensor | None = None):
+                     labels: torch.Tensor | None = None, validate: bool = True):
         """Replace the single ``<image>`` token of every row by the N scene tokens.
 
         Returns ``(inputs_embeds, attention_mask, labels, token_ids)`` of length L + N - 1; ``token_ids``
         holds the image id at scene positions (used to locate special tokens after the splice).
+        ``validate=False`` skips the one-image-token check (a device sync) for ids already checked, such as
+        the rows of :meth:`prompt_table`.
         """
         b, length = input_ids.shape
         n = scene.shape[1]
         is_image = input_ids == self.image_token_id
         counts = is_image.sum(1)
-        if not torch.all(counts == 1):
+        if validate and not torch.all(counts == 1):
             raise UserError(f"batch.input_ids: expected exactly one {IMAGE_TOKEN} token per sequence, "
                             f"got counts {counts.tolist()}")
         img_pos = is_image.float().argmax(1, keepdim=True)  # (B, 1)
@@ -306,10 +309,33 @@ class MindDrive(nn.Module):
             mask[i, :len(r)] = 1
         return ids.to(device), mask.to(device)
 
+    def prompt_table(self, kind: str, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-padded ids/mask of every rollout prompt, tokenised once per device: ``'decision'`` has one
+        row per path command (6), ``'action'`` one per (speed, path) pair, row ``speed * NUM_PATH_ACTIONS +
+        path`` (42). Rows are then picked on the device, so a rollout step neither tokenises nor syncs."""
+        device = torch.device(device)
+        key = (kind, device)
+        if key not in self._prompt_tables:
+            if kind == "decision":
+                texts = [prompts.decision_prompt(p) for p in range(NUM_PATH_ACTIONS)]
+            elif kind == "action":
+                texts = [prompts.action_prompt(s, p) for s in range(NUM_SPEED_ACTIONS) for p in range(NUM_PATH_ACTIONS)]
+            else:
+                raise ValueError(f"prompt_table: kind must be 'decision' or 'action', got {kind!r}")
+            ids, mask = self.tokenize_prompts(texts, device)
+            if not torch.all((ids == self.image_token_id).sum(1) == 1):
+                raise UserError(f"data.prompts: every rollout prompt must hold exactly one {IMAGE_TOKEN} token")
+            self._prompt_tables[key] = (ids, mask)
+        return self._prompt_tables[key]
+
+    def _table_rows(self, kind: str, rows: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:
+        ids, mask = self.prompt_table(kind, device)
+        rows = rows.to(ids.device).long()
+        return ids[rows], mask[rows]
+
     def decision_inputs(self, batch: dict[str, Any], scene: torch.Tensor):
-        command = batch["command"].tolist()
-        ids, mask = self.tokenize_prompts([prompts.decision_prompt(int(c)) for c in command], scene.device)
-        embeds, mask, _, _ = self.splice_scene(ids, mask, scene)
+        ids, mask = self._table_rows("decision", batch["command"], scene.device)
+        embeds, mask, _, _ = self.splice_scene(ids, mask, scene, validate=False)
         return embeds, mask
 
     # ------------------------------------------------------------------ heads
@@ -351,7 +377,10 @@ class MindDrive(nn.Module):
             h_wp.append(_state_at_first(hidden, torch.isin(ids, self.speed_token_ids))[1])
             h_path.append(_state_at_first(hidden, torch.isin(ids, self.path_action_token_ids))[1])
         if self.plan_from_ego_token:
-            ego = self.ego_plan_norm(scene[:, -1].float())
+            ego = scene[:, -1]
+            if isinstance(self.ego_plan_norm, nn.LayerNorm):  # in its weights' dtype (a policy may cast to bf16)
+                ego = self.ego_plan_norm(ego.to(self.ego_plan_norm.weight.dtype))
+            ego = ego.float()
             h_wp.append(ego), h_path.append(ego)
         present = has_wp & has_path
         keep = present.unsqueeze(-1).float()
@@ -363,9 +392,9 @@ class MindDrive(nn.Module):
         if scene is None:
             scene, _ = self.encode_scene(batch)
         path_decision = batch["command"] if path_decision is None else path_decision
-        texts = [prompts.action_prompt(int(s), int(p)) for s, p in zip(decision.tolist(), path_decision.tolist())]
-        ids, mask = self.tokenize_prompts(texts, scene.device)
-        embeds, mask, _, new_ids = self.splice_scene(ids, mask, scene)
+        rows = decision.to(scene.device).long() * NUM_PATH_ACTIONS + path_decision.to(scene.device).long()
+        ids, mask = self._table_rows("action", rows, scene.device)
+        embeds, mask, _, new_ids = self.splice_scene(ids, mask, scene, validate=False)
         hidden = self.run_llm("action_expert", embeds, mask)
         h_wp, h_path, _ = self._planning_states(hidden, new_ids, scene)
         return self.trajectory_head(h_wp, h_path)
@@ -436,11 +465,13 @@ class MindDrive(nn.Module):
 
     # ------------------------------------------------------------------ baseline for the benchmark
     @torch.inference_mode()
-    def decide_by_generation(self, batch: dict[str, Any], max_new_tokens: int = 2) -> torch.Tensor:
+    def decide_by_generation(self, batch: dict[str, Any], max_new_tokens: int = 2,
+                             scene: torch.Tensor | None = None) -> torch.Tensor:
         """Token-by-token ``generate`` baseline: greedy decode after the decision prompt; the speed index of
         the first generated token, or -1 if it is not a speed token. Only for benchmarking against the
-        single-pass scorer."""
-        scene, _ = self.encode_scene(batch)
+        single-pass scorer; pass ``scene`` (from :meth:`encode_scene`) to time the language part alone."""
+        if scene is None:
+            scene, _ = self.encode_scene(batch)
         embeds, mask = self.decision_inputs(batch, scene)
         # generate() continues from the last column, so move right padding to the left.
         lengths = mask.sum(1)

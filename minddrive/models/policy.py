@@ -16,6 +16,7 @@ import torch
 
 from minddrive.interfaces import ActOutput
 
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 RUNTIME_KEYS = ("img", "cam_intrinsic", "cam2ego", "lidar2img", "ego_state", "command", "target_point", "route",
                 "prev_memory", "prev_memory_mask")
 
@@ -36,9 +37,19 @@ class MindDrivePolicy(torch.nn.Module):
     ``to()``, ``state_dict()`` and DDP wrapping reach the model (held as ``self.model``); ``forward`` is
     ``evaluate_decisions`` so a DDP-wrapped policy synchronises the PPO gradients."""
 
-    def __init__(self, model, device: str | torch.device | None = None):
+    def __init__(self, model, device: str | torch.device | None = None, dtype: str | None = None):
+        """``dtype`` (``"float32"``, ``"bfloat16"``, ``"float16"``) casts every weight, for inference: a
+        bf16 model on GPU skips autocast's per-call weight casts and float32 norms (rollout/eval use).
+        ``None`` keeps the model's weights as they are (training keeps float32 masters + autocast)."""
         super().__init__()
-        self.model = model if device is None else model.to(device)
+        model = model if device is None else model.to(device)
+        if dtype is not None:
+            if dtype not in _DTYPES:
+                from minddrive.errors import UserError
+
+                raise UserError(f"policy.dtype: expected one of {sorted(_DTYPES)}, got {dtype!r}")
+            model = model.to(_DTYPES[dtype])
+        self.model = model
 
     @property
     def device(self) -> torch.device:
@@ -58,9 +69,16 @@ class MindDrivePolicy(torch.nn.Module):
     def forward(self, batch: dict[str, torch.Tensor], actions: torch.Tensor, temperature: float = 1.0):
         return self.evaluate_decisions(batch, actions, temperature)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.img_mean.dtype
+
     def _autocast(self):
         if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+            return torch.autocast("cuda", dtype=torch.bfloat16 if self.dtype == torch.float32 else self.dtype)
+        if self.dtype != torch.float32:
+            # Float32 inputs (images, navigation features, heads' float32 joins) meet low-precision weights.
+            return torch.autocast(self.device.type, dtype=self.dtype)
         return contextlib.nullcontext()
 
     def preprocess(self, obs_list: Sequence[dict[str, Any]], memory: dict[str, torch.Tensor] | None = None

@@ -8,6 +8,8 @@ embedding added to the image features, so attention knows where in 3D each pixel
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -43,7 +45,7 @@ class PETRPositionEmbedding(nn.Module):
         device = lidar2img.device
         v = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) * stride
         u = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) * stride
-        d = self.depths.to(device)
+        d = self.depths.to(device, torch.float32)  # float32 even in a model cast to bf16
         vv, uu, dd = torch.meshgrid(v, u, d, indexing="ij")  # (h, w, D)
         pix = torch.stack([uu * dd, vv * dd, dd, torch.ones_like(dd)], dim=-1)  # (h, w, D, 4)
         img2ego = torch.linalg.inv(lidar2img.float())  # (B, N, 4, 4)
@@ -51,9 +53,13 @@ class PETRPositionEmbedding(nn.Module):
         return pts[..., :3]
 
     def forward(self, lidar2img: torch.Tensor, feat_hw: tuple[int, int], stride: int) -> torch.Tensor:
-        pts = self.ego_points(lidar2img, feat_hw, stride)
-        lo, hi = self.pc_range[:3], self.pc_range[3:]
-        norm = inverse_sigmoid((pts - lo) / (hi - lo))
+        # Geometry in float32 whatever the caller's autocast: under bf16 autocast the einsum would run as a
+        # bf16 matmul, and pixel coordinates times depth (up to ~4e4) keep only ~3 significant digits there.
+        kind = lidar2img.device.type
+        with torch.autocast(kind, enabled=False) if kind in ("cuda", "cpu") else contextlib.nullcontext():
+            pts = self.ego_points(lidar2img, feat_hw, stride)
+            lo, hi = self.pc_range[:3].float(), self.pc_range[3:].float()
+            norm = inverse_sigmoid((pts - lo) / (hi - lo))
         b, n, h, w = norm.shape[:4]
-        emb = self.mlp(norm.reshape(b, n, h, w, -1))  # (B, N, h, w, C)
+        emb = self.mlp(norm.reshape(b, n, h, w, -1).to(self.mlp[0].weight.dtype))  # (B, N, h, w, C)
         return emb.permute(0, 1, 4, 2, 3)

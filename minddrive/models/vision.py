@@ -60,11 +60,30 @@ class SmallCNN(nn.Module):
         return self.body(images)
 
 
+class _LayerNorm(nn.LayerNorm):
+    """``nn.LayerNorm`` that, under autocast, normalises in the autocast dtype instead of float32.
+
+    Autocast runs ``layer_norm`` in float32 and returns float32, so every ViT norm wrote a float32 copy of
+    the widest activations (the 2730-wide MLP hidden) only for the next Linear to cast it back to bf16:
+    memory traffic the size of the matmuls' time. The kernel still accumulates its statistics in float32;
+    the output is what the next Linear would have seen after its own cast. Without autocast (float32
+    runs, or a model cast to bf16) it is exactly ``nn.LayerNorm``; parameter names are unchanged.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kind = x.device.type
+        if kind not in ("cuda", "cpu") or not torch.is_autocast_enabled(kind):  # e.g. meta-device shape tests
+            return super().forward(x)
+        dtype = torch.get_autocast_dtype(kind)
+        with torch.autocast(kind, enabled=False):
+            return F.layer_norm(x.to(dtype), self.normalized_shape, self.weight.to(dtype), self.bias.to(dtype), self.eps)
+
+
 class _SwiGLU(nn.Module):
     def __init__(self, dim: int, hidden: int):
         super().__init__()
         self.w12 = nn.Linear(dim, 2 * hidden)
-        self.norm = nn.LayerNorm(hidden)  # EVA-02 puts a sub-LayerNorm inside the MLP
+        self.norm = _LayerNorm(hidden)  # EVA-02 puts a sub-LayerNorm inside the MLP
         self.w3 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -78,17 +97,19 @@ class _ViTBlock(nn.Module):
     def __init__(self, dim: int, heads: int, mlp_ratio: float, window: int | None):
         super().__init__()
         self.heads, self.window = heads, window
-        self.norm1 = nn.LayerNorm(dim)
+        self.norm1 = _LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
-        self.norm2 = nn.LayerNorm(dim)
+        self.norm2 = _LayerNorm(dim)
         self.mlp = _SwiGLU(dim, int(dim * mlp_ratio))
 
-    def _attend(self, x: torch.Tensor) -> torch.Tensor:  # x: (B', T, C)
+    def _attend(self, x: torch.Tensor) -> torch.Tensor:  # x: (B', T, C) -> attention output before ``proj``
         b, t, c = x.shape
+        # (3, B', heads, T, 64) views with a unit-stride last dim: SDPA takes them as they are (flash/cuDNN
+        # kernels under bf16) without a contiguous copy.
         q, k, v = self.qkv(x).view(b, t, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
         out = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(out.transpose(1, 2).reshape(b, t, c))
+        return out.transpose(1, 2).reshape(b, t, c)
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         h, w = hw
@@ -105,7 +126,9 @@ class _ViTBlock(nn.Module):
             y = grid[:, :h, :w].reshape(b, h * w, c)
         else:
             y = self._attend(y)
-        x = x + y
+        # ``proj`` is per token, so applying it after dropping the window padding gives the same values while
+        # skipping the padded rows (40x40 patches pad to 48x48 at window 16: 31% of the rows).
+        x = x + self.proj(y)
         return x + self.mlp(self.norm2(x))
 
 
@@ -132,7 +155,7 @@ class EVA02ViT(nn.Module):
         self.blocks = nn.ModuleList(
             _ViTBlock(embed_dim, num_heads, mlp_ratio, None if (i + 1) % global_every == 0 else window_size)
             for i in range(depth))
-        self.norm = nn.LayerNorm(embed_dim)
+        self.norm = _LayerNorm(embed_dim)
         self.out_channels = out_channels or embed_dim
         self.neck = nn.Identity() if self.out_channels == embed_dim else nn.Conv2d(embed_dim, self.out_channels, 1)
         self.grad_checkpoint = grad_checkpoint
