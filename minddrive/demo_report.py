@@ -18,11 +18,15 @@ def build_report(paths, settings, il: dict, rl: dict, scores: dict) -> dict[str,
     pictures = _copy_curves(il, rl, report_dir)
     pictures += _before_after_gifs(paths, settings, il_ckpt=str(paths.converted), rl_ckpt=rl["ckpt"], out=report_dir)
     delta = scores["rl"]["driving_score"] - scores["il"]["driving_score"]
+    paired = paired_route_comparison(Path(paths.rl) / "baseline" / "eval" / "results.json",
+                                     Path(paths.rl) / f"iter_{settings.rl_iterations:02d}" / "eval" / "results.json",
+                                     seed=settings.seed)
     report = {
         "il": scores["il"],
         "rl": scores["rl"],
         "driving_score_gain": round(delta, 2),
         "rl_improved": bool(delta > 0),
+        "paired": paired,
         "openloop_il": il.get("openloop"),
         "rl_iterations": rl.get("progress"),
         "settings": dict(settings.__dict__),
@@ -31,6 +35,27 @@ def build_report(paths, settings, il: dict, rl: dict, scores: dict) -> dict[str,
     write_json(Path(paths.root) / "report.json", report)
     (report_dir / "report.md").write_text(_markdown(report))
     return dict(report=str(Path(paths.root) / "report.json"), markdown=str(report_dir / "report.md"))
+
+
+def paired_route_comparison(il_results: Path, rl_results: Path, seed: int = 0,
+                            resamples: int = 5000) -> dict[str, Any]:
+    """Per-route DS differences (RL - IL) on the same held-out routes: mean, a bootstrap 95 % interval,
+    wins and losses. One seed's paired comparison; the spread over training seeds is a separate question."""
+    import numpy as np
+
+    from minddrive.utils.io import read_json
+
+    def by_route(path: Path) -> dict[str, float]:
+        return {r["route_id"]: r["scores"]["score_composed"] for r in read_json(path)["_checkpoint"]["records"]}
+
+    il, rl = by_route(il_results), by_route(rl_results)
+    routes = sorted(set(il) & set(rl))
+    diff = np.array([rl[r] - il[r] for r in routes])
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), size=(resamples, len(diff)))].mean(1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return dict(routes=len(routes), mean_gain=round(float(diff.mean()), 2), ci95=[round(float(low), 2), round(float(high), 2)],
+                wins=int((diff > 0.01).sum()), losses=int((diff < -0.01).sum()))
 
 
 def _copy_curves(il: dict, rl: dict, out: Path) -> list[str]:
@@ -98,6 +123,12 @@ def summary_table(report: dict[str, Any]) -> str:
                if report["rl_improved"] else
                f"RL did NOT raise the Driving Score ({report['driving_score_gain']:+.2f} on {n} held-out routes)")
     tail = [verdict]
+    paired = report.get("paired")
+    if paired:
+        significant = paired["ci95"][0] > 0 or paired["ci95"][1] < 0
+        tail.append(f"per-route paired gain {paired['mean_gain']:+.2f} DS, 95 % bootstrap interval "
+                    f"[{paired['ci95'][0]:+.2f}, {paired['ci95'][1]:+.2f}] ({'excludes' if significant else 'includes'} 0); "
+                    f"RL better on {paired['wins']} routes, worse on {paired['losses']}")
     if l2 is not None:
         tail.append(f"open-loop L2 at 2 s (IL action expert): {l2:.3f} m")
     return "\n".join(lines + [""] + tail)

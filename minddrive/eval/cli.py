@@ -47,12 +47,17 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("eval: CONFIG is required with --ckpt (it builds the model and the env)")
     name = args.policy or (Path(args.ckpt).name if args.ckpt else "model")
     out = args.out or f"work_dirs/eval/{Path(args.suite).stem}_{name}"
-    report = evaluate(cfg, ckpt=args.ckpt, suite=args.suite, workers=args.workers, out=out, policy=args.policy,
-                      limit=args.limit, progress=not args.json)
-    for warning in report.warnings:
+    score = evaluate(cfg, ckpt=args.ckpt, suite=args.suite, workers=args.workers, out=out, policy=args.policy,
+                     limit=args.limit, progress=not args.json)
+    for warning in score["warnings"]:
         print(f"minddrive eval: warning: {warning}", file=sys.stderr)
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print(json.dumps(score, indent=2))
     else:
+        from dataclasses import fields
+
+        from minddrive.eval.scoring import ScoreReport
+
+        report = ScoreReport(**{f.name: score[f.name] for f in fields(ScoreReport)})
         print(format_report(report, title=str(Path(out) / RESULT_FILE)))
     return 0

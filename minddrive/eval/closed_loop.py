@@ -221,7 +221,13 @@ class ConstantPolicy:
 
 
 def build_policy(cfg: Any, ckpt: str | None, policy: str | None) -> Any:
-    """The policy object ``PolicyDriver`` calls (``preprocess`` + ``act``): built-in or from a checkpoint."""
+    """The policy object ``PolicyDriver`` calls (``preprocess`` + ``act``): built-in or from a checkpoint.
+
+    A checkpoint is loaded as ``cfg.model`` says: a MindDrive model comes wrapped in
+    :class:`minddrive.models.policy.MindDrivePolicy` (the policy contract), a model class with its
+    own ``from_checkpoint`` (e.g. the RL research ``StateFeaturePolicy``) is its own policy. The
+    same loader serves RL rollouts, so evaluation and rollouts drive the same object.
+    """
     if policy == "constant":
         return ConstantPolicy()
     if policy == "expert":
@@ -230,21 +236,38 @@ def build_policy(cfg: Any, ckpt: str | None, policy: str | None) -> Any:
         except ImportError as exc:
             raise UserError(f"--policy expert: the embedded simulator's expert is not available ({exc})") from None
         return ExpertPolicy()
-    from minddrive.models.checkpoint import build_model_from_checkpoint
+    from minddrive.rl.workers import load_policy, policy_module
 
-    model, _, _ = build_model_from_checkpoint(ckpt)
-    return model.eval()
+    loaded = load_policy(cfg, ckpt)
+    policy_module(loaded).eval()
+    return loaded
+
+
+def build_envs(cfg: Any, workers: int) -> Any:
+    """``workers`` simulator worlds from ``cfg.env``: one batched ``VecDriveEnv`` for the embedded simulator."""
+    from minddrive.config import Config
+    from minddrive.rl.workers import build_worlds
+
+    env_cfg = dict(cfg.get("env") or dict(type="EmbeddedDriveEnv"))
+    return build_worlds(Config(dict(env=env_cfg)), workers)
 
 
 def policy_driver(cfg: Any, ckpt: str | None, policy: str | None, workers: int) -> DriveFn:
-    """Drive routes with :class:`minddrive.eval.driver.PolicyDriver` (the one closed-loop loop) in eval mode."""
-    from minddrive.eval.driver import PolicyDriver
-    from minddrive.registry import ENVS, build
+    """Drive routes with :class:`minddrive.eval.driver.PolicyDriver` (the one closed-loop loop) in eval mode.
 
-    env_cfg = dict(cfg.get("env") or dict(type="EmbeddedDriveEnv"))
-    envs = [build(env_cfg, ENVS, where="env") for _ in range(workers)]
-    driver_cfg = dict(cfg.get("eval_driver") or {})
-    driver = PolicyDriver(envs, build_policy(cfg, ckpt, policy), sample=False, stop_on_penalty=False, **driver_cfg)
+    Decision interval and controller come from ``cfg.rollout`` (as in RL rollouts), overridable
+    by ``cfg.eval_driver``, so a policy is evaluated exactly as it was trained.
+    """
+    from minddrive.eval.driver import PolicyDriver
+    from minddrive.rl.workers import import_object
+
+    rollout = dict(cfg.get("rollout") or {})
+    driver_cfg = dict(decision_interval=rollout.get("decision_interval", 5))
+    if rollout.get("controller"):
+        driver_cfg["controller_factory"] = import_object(rollout["controller"])
+    driver_cfg.update(dict(cfg.get("eval_driver") or {}))
+    policy_obj = build_policy(cfg, ckpt, policy)
+    driver = PolicyDriver(build_envs(cfg, workers), policy_obj, sample=False, stop_on_penalty=False, **driver_cfg)
 
     def drive(routes: list[SuiteRoute], on_record: Callable[[SuiteRoute, dict], None]) -> None:
         jobs = [dict(seed=r.seed, options=r.reset_options(), route=r) for r in routes]
@@ -259,8 +282,11 @@ def policy_driver(cfg: Any, ckpt: str | None, policy: str | None, workers: int) 
 def evaluate(cfg: Any, ckpt: str | None = None, suite: str | Suite = DEFAULT_SUITE, workers: int = 1,
              out: str | os.PathLike = "work_dirs/eval", policy: str | None = None, limit: int | None = None,
              drive: DriveFn | None = None, progress: bool = True):
-    """Evaluate a checkpoint (or a built-in policy) on ``suite``; resumable; returns the ScoreReport.
+    """Evaluate a checkpoint (or a built-in policy) on ``suite``; resumable; returns the score dict.
 
+    The dict is ``OUT/score.json``: ``ScoreReport.to_dict()`` (what ``minddrive score --json``
+    prints) plus ``suite`` (name, version, sha256, routes) and ``policy``. ``workers`` is the number
+    of simulator worlds driven side by side (one batched policy call per decision tick).
     ``limit`` evaluates only the suite's first routes (quick runs); the score's official
     denominator is then that prefix. ``drive`` replaces the PolicyDriver (tests, other backends).
     """
@@ -298,8 +324,9 @@ def evaluate(cfg: Any, ckpt: str | None = None, suite: str | Suite = DEFAULT_SUI
         raise UserError(f"{results.path}: {len(still_pending)} routes were not driven (e.g. "
                         f"{still_pending[0].route_id}); re-run the same command to resume")
     report = score_records(results.ordered_records(), expected=len(suite.routes))
-    write_json(out / SCORE_FILE, dict(report.to_dict(), suite=suite.identity(), policy=policy_id))
-    return report
+    score = dict(report.to_dict(), suite=suite.identity(), policy=policy_id)
+    write_json(out / SCORE_FILE, score)
+    return score
 
 
 def _progress_bar(total: int, done: int, enabled: bool):
@@ -309,4 +336,4 @@ def _progress_bar(total: int, done: int, enabled: bool):
 
 
 __all__ = ["evaluate", "ResultFile", "normalise_record", "global_record", "global_values",
-           "ConstantPolicy", "build_policy", "RERUN_STATUSES", "BUILTIN_POLICIES", "RESULT_FILE", "SCORE_FILE"]
+           "ConstantPolicy", "build_policy", "build_envs", "RERUN_STATUSES", "BUILTIN_POLICIES", "RESULT_FILE", "SCORE_FILE"]

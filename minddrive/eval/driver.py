@@ -6,6 +6,10 @@ batched into one ``policy.preprocess`` + ``policy.act`` call; between decisions 
 its last plan with its own PID controller. When a world's episode ends, its leaderboard route record
 is kept and the world is reset onto the next route job, so the batch stays full.
 
+Cameras: a ``VecDriveEnv`` built with ``render=True`` is stepped without rendering and only the worlds
+about to decide are rendered (``VecDriveEnv.render_cameras``), since the policy sees images only
+then; ``policy_s`` in ``stats`` includes that rendering, ``render_s`` tells it apart.
+
 Two modes differ only in flags:
 
 * evaluation (``sample=False, stop_on_penalty=False``): argmax decisions, episodes run to the
@@ -102,6 +106,10 @@ class ListVecEnv:
     def step_worlds(self, controls: dict[int, np.ndarray]) -> dict[int, tuple]:
         return {i: self.envs[i].step(control) for i, control in controls.items()}
 
+    def images(self, indices: list[int]) -> None:
+        """Single-world envs render in their own ``step`` (if at all): nothing to add."""
+        return None
+
     def route_record(self, i: int) -> dict:
         return self.envs[i].route_record()
 
@@ -118,16 +126,21 @@ class BatchedVecEnv:
 
     def __init__(self, vec: Any):
         self.vec, self.num_worlds, self.dt = vec, int(vec.num_worlds), float(vec.dt)
-        self._loaded = False
+        # Cameras cost far more than the physics, and the policy reads them only every
+        # ``decision_interval`` ticks: step without rendering, render the deciding worlds on demand.
+        self.lazy_images = bool(getattr(vec, "render", False)) and hasattr(vec, "render_cameras")
+        if self.lazy_images:
+            vec.render = False
 
     def prepare(self, seeds_options: list[tuple]) -> None:
-        """Load every world once before per-world resets: observing (rendering) a batch needs all worlds
-        built, including those that will stay idle when there are fewer jobs than worlds."""
-        if self._loaded or not seeds_options:
-            return
-        chosen = [seeds_options[i % len(seeds_options)] for i in range(self.num_worlds)]
-        self.vec.reset([seed for seed, _ in chosen], [options for _, options in chosen])
-        self._loaded = True
+        """Nothing to do: worlds load on their first ``reset_world``; unloaded ones are never rendered."""
+
+    def images(self, indices: list[int]) -> dict[int, dict] | None:
+        """Camera observations of worlds ``indices`` (``None`` when the env has no cameras)."""
+        if not self.lazy_images:
+            return None
+        batch = self.vec.render_cameras(indices)
+        return {i: {k: v[row] for k, v in batch.items()} for row, i in enumerate(indices)}
 
     def reset_world(self, i: int, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         return self.vec.reset_world(i, seed, options)
@@ -199,7 +212,7 @@ class PolicyDriver:
         self.worlds = [_World(view=WorldView(self.envs, i), controller=factory()) for i in range(self.envs.num_worlds)]
         # Policies with temporal memory take it back through ``preprocess(obs_list, memory=...)`` (interfaces.py).
         self._takes_memory = "memory" in inspect.signature(policy.preprocess).parameters
-        self.stats = dict(decisions=0, ticks=0, policy_s=0.0, sim_s=0.0, episodes=0)
+        self.stats = dict(decisions=0, ticks=0, policy_s=0.0, render_s=0.0, sim_s=0.0, episodes=0, policy_calls=0)
 
     # --- public ----------------------------------------------------------------------------------
     def run(self, jobs: Iterable[Any] | Callable[[], Any],
@@ -218,9 +231,13 @@ class PolicyDriver:
         self.envs.prepare([_job_seed_options(job) for job in first if job is not None])
         for world, job in zip(self.worlds, first):
             self._start_episode(world, job)
+        tick = 0
         while any(w.job is not None for w in self.worlds):
+            # All worlds decide on the same ticks so one ``policy.act`` serves the whole batch; a world
+            # that just started a route decides at once (it has no plan) and joins the common phase.
+            on_phase = tick % self.decision_interval == 0
             deciding = [i for i, w in enumerate(self.worlds)
-                        if w.job is not None and w.ticks_since_decision % self.decision_interval == 0]
+                        if w.job is not None and (w.plan is None or on_phase)]
             if deciding:
                 self._decide(deciding, on_decision)
             started = time.perf_counter()
@@ -234,6 +251,7 @@ class PolicyDriver:
                     on_episode_end(result)
                 self._start_episode(world, next_job())
             self.stats["ticks"] += 1
+            tick += 1
             if on_tick is not None:
                 on_tick()
         return records
@@ -270,6 +288,12 @@ class PolicyDriver:
     @torch.inference_mode()
     def _decide(self, indices: list[int], on_decision: Callable | None) -> None:
         started = time.perf_counter()
+        images = self.envs.images(indices)
+        if images is not None:
+            for i in indices:
+                self.worlds[i].obs = dict(self.worlds[i].obs, **images[i])
+        self.stats["render_s"] += time.perf_counter() - started
+        self.stats["policy_calls"] += 1
         obs_list = [self.worlds[i].obs for i in indices]
         memory = stack_memory([self.worlds[i].memory for i in indices]) if self._takes_memory else None
         batch = self.policy.preprocess(obs_list, memory=memory) if memory is not None else self.policy.preprocess(obs_list)

@@ -32,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
         parser.add_argument("--work-dir", default=None, help="output folder (default: work_dirs/<config>_ppo)")
     elif verb == "rl-loop":
         parser.add_argument("--ckpt", required=True, help="the IL checkpoint to start from")
-        parser.add_argument("--iterations", type=int, required=True, help="collect -> PPO -> eval iterations")
+        parser.add_argument("--iterations", type=int, default=None,
+                            help="collect -> PPO -> eval iterations (default: the config's rl_iterations, else 3)")
         parser.add_argument("--work-dir", default=None, help="output folder (default: work_dirs/<config>_rl)")
         parser.add_argument("--workers", type=int, default=None)
         parser.add_argument("--ray-address", default=None)
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.verb == "rl-loop":
         from minddrive.rl.loop import rl_loop
 
-        if args.iterations < 1:
+        if args.iterations is not None and args.iterations < 1:
             raise UserError(f"--iterations {args.iterations}: expected a positive integer")
         summary = rl_loop(cfg, args.ckpt, args.work_dir or f"work_dirs/{name}_rl", args.iterations,
                           num_workers=args.workers, ray_address=args.ray_address)

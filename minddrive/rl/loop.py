@@ -3,11 +3,11 @@
 Upstream collected once and trained once; here every iteration's rollout workers load the newest
 weights. Layout of ``work_dir``::
 
-    baseline/eval.json                the IL checkpoint's closed-loop scores (iteration 0)
+    baseline/eval/                    the IL checkpoint's closed-loop results.json + score.json (iteration 0)
     iter_01/rollouts/                 collector output (episodes/, queue.sqlite, run.json)
     iter_01/decoupled/dataset_index.pkl
     iter_01/ppo/ckpt/                 this iteration's checkpoint; ppo/tensorboard, ppo/ppo_log.jsonl
-    iter_01/eval.json                 its closed-loop scores on the held-out suite
+    iter_01/eval/                     its closed-loop results.json + score.json on the held-out suite
     iter_01/done.json                 written last: an iteration with it is never redone
     progress.json, progress.png       Driving Score and mean return per iteration
 
@@ -27,52 +27,19 @@ from minddrive.errors import UserError
 from minddrive.utils.io import read_json, write_json
 
 
-def evaluate_checkpoint(cfg: Any, ckpt: str | os.PathLike, out_path: str | os.PathLike,
+def evaluate_checkpoint(cfg: Any, ckpt: str | os.PathLike, out_dir: str | os.PathLike,
                         show_progress: bool = True) -> dict:
-    """Closed-loop scores of ``ckpt`` on the held-out suite (argmax decisions, full episodes)."""
-    import torch
-    from tqdm import tqdm
+    """Closed-loop scores of ``ckpt`` on the held-out suite (``cfg.rl_eval``), by the one evaluator.
 
-    from minddrive.eval.driver import PolicyDriver
-    from minddrive.eval.scoring import score_records
-    from minddrive.eval.suite import load_suite
-    from minddrive.rl.workers import build_worlds, import_object, load_policy, policy_module
+    Calls :func:`minddrive.eval.closed_loop.evaluate` (argmax decisions, full leaderboard episodes,
+    resumable ``results.json``); every iteration is scored on the same fixed suite prefix.
+    """
+    from minddrive.eval.closed_loop import evaluate
 
     eval_cfg = dict(cfg.get("rl_eval", {}))
-    suite = load_suite(eval_cfg.get("suite", "sim-b2d-mini"))
-    routes = list(suite.routes)
-    if cfg.env.get("type") == "EmbeddedDriveEnv":
-        # The suite lists all 44 Bench2Drive types; the embedded simulator builds a subset of them.
-        from minddrive.sim.scenarios import SCENARIO_TYPES
-
-        routes = [r for r in routes if r.scenario_type in SCENARIO_TYPES]
-    routes = routes[:eval_cfg["limit"]] if eval_cfg.get("limit") else routes
-    torch.set_num_threads(int(eval_cfg.get("threads", 1)))
-    policy = load_policy(cfg, ckpt)
-    policy_module(policy).eval()
-    worlds = build_worlds(cfg, min(int(eval_cfg.get("num_envs", 4)), len(routes)))
-    controller = cfg.rollout.get("controller")
-    driver = PolicyDriver(worlds, policy, decision_interval=cfg.rollout.get("decision_interval", 5), sample=False,
-                          stop_on_penalty=False, controller_factory=import_object(controller) if controller else None)
-    jobs = [dict(key=r.route_id, seed=r.seed, options=r.reset_options(), route=r) for r in routes]
-    bar = tqdm(total=len(jobs), desc="eval", unit="route", disable=not show_progress, leave=False)
-    records = []
-
-    def keep(result) -> None:
-        record = dict(result.record)
-        # The suite fixes each route's identity; the env's record may not know it.
-        record["route_id"], record["scenario_name"] = result.job["route"].route_id, result.job["route"].scenario_name
-        records.append(record)
-        bar.update(1)
-
-    driver.run(jobs, on_episode_end=keep)
-    bar.close()
-    report = score_records(records, expected=len(routes))
-    result = dict(ckpt=str(ckpt), suite=dict(suite.identity(), routes_driven=[r.route_id for r in routes]), driving_score=report.driving_score,
-                  success_rate=report.success_rate, route_completion=report.route_completion,
-                  infraction_penalty=report.infraction_penalty_evaluated, records=records)
-    write_json(out_path, result)
-    return result
+    return evaluate(cfg, ckpt=str(ckpt), suite=eval_cfg.get("suite", "sim-b2d-mini"),
+                    workers=int(eval_cfg.get("num_envs", 4)), out=out_dir, limit=eval_cfg.get("limit"),
+                    progress=show_progress)
 
 
 def _plot(progress: list[dict], path: Path) -> None:
@@ -99,9 +66,17 @@ def _plot(progress: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def rl_loop(cfg: Any, il_ckpt: str | os.PathLike, work_dir: str | os.PathLike, iterations: int,
+def rl_loop(cfg: Any, il_ckpt: str | os.PathLike, work_dir: str | os.PathLike, iterations: int | None = None,
             num_workers: int | None = None, ray_address: str | None = None, show_progress: bool = True) -> dict:
-    """Run (or resume) ``iterations`` RL iterations from ``il_ckpt``; returns the per-iteration progress."""
+    """Run (or resume) ``iterations`` RL iterations from ``il_ckpt`` (default: ``cfg.rl_iterations``).
+
+    Returns ``dict(iterations=[...], final_ckpt, baseline_driving_score, final_driving_score)``; each
+    iteration entry (0 = the IL checkpoint) has ``ckpt``, ``driving_score``, ``success_rate``,
+    ``route_completion`` and ``mean_return`` (rollout mean, None for iteration 0), plus rollout and
+    PPO statistics for k >= 1.
+    """
+    if iterations is None:
+        iterations = int(cfg.get("rl_iterations", 3))
     from minddrive.rl.collector import collect
     from minddrive.rl.decouple import INDEX_NAME, decouple
     from minddrive.rl.ppo import train_ppo
@@ -113,11 +88,10 @@ def rl_loop(cfg: Any, il_ckpt: str | os.PathLike, work_dir: str | os.PathLike, i
     gamma, gae_lambda = float(cfg.rl.get("gamma", 0.99)), float(cfg.rl.get("gae_lambda", 0.95))
     per_iteration = int(cfg.rl_routes.get("count", 0)) if cfg.rl_routes.get("type", "seeds") == "seeds" else 1
 
-    baseline_path = work_dir / "baseline" / "eval.json"
-    baseline = read_json(baseline_path) if baseline_path.exists() else \
-        evaluate_checkpoint(cfg, il_ckpt, baseline_path, show_progress)
+    baseline = evaluate_checkpoint(cfg, il_ckpt, work_dir / "baseline" / "eval", show_progress)  # resumes
     progress = [dict(iteration=0, ckpt=str(il_ckpt), driving_score=baseline["driving_score"],
-                     success_rate=baseline["success_rate"], mean_return=None)]
+                     success_rate=baseline["success_rate"], route_completion=baseline["route_completion"],
+                     mean_return=None)]
     ckpt: Path | str = il_ckpt
     for k in range(1, iterations + 1):
         it = work_dir / f"iter_{k:02d}"
@@ -131,9 +105,10 @@ def rl_loop(cfg: Any, il_ckpt: str | os.PathLike, work_dir: str | os.PathLike, i
             decouple([it / "rollouts"], it / "decoupled", gamma=gamma, gae_lambda=gae_lambda,
                      show_progress=show_progress)
             ppo = train_ppo(cfg, ckpt, it / "decoupled" / INDEX_NAME, it / "ppo", show_progress=show_progress)
-            scores = evaluate_checkpoint(cfg, ppo["ckpt"], it / "eval.json", show_progress)
+            scores = evaluate_checkpoint(cfg, ppo["ckpt"], it / "eval", show_progress)
             done = dict(iteration=k, ckpt=ppo["ckpt"], driving_score=scores["driving_score"],
-                        success_rate=scores["success_rate"], mean_return=summary["mean_return"],
+                        success_rate=scores["success_rate"], route_completion=scores["route_completion"],
+                        mean_return=summary["mean_return"],
                         episodes=summary["episodes"], decision_steps_per_s=summary["decision_steps_per_s"],
                         ppo={key: ppo[key] for key in ("approx_kl", "clip_fraction", "entropy", "explained_variance")
                              if key in ppo},

@@ -57,6 +57,9 @@ class PPOHyperParams:
     target_kl: float | None = None      # stop the update early once approx-KL exceeds this
     trainable: tuple[str, ...] = ("decision_expert", "value_expert", "value_head")  # parameter-name patterns
     num_workers: int = 0                # DataLoader processes reading step files
+    # Temperature of the policy's distribution in the loss; must be the rollout's (the stored old
+    # log-probs are of the temperature-scaled distribution). None: ``rollout.temperature``.
+    temperature: float | None = None
     seed: int = 0
 
     @classmethod
@@ -128,6 +131,11 @@ def ppo_update(policy: torch.nn.Module, optimizer: torch.optim.Optimizer, datase
     params = [p for p in policy_module(policy).parameters() if p.requires_grad]
     takes_memory = "memory" in inspect.signature(policy.preprocess).parameters
     generator = torch.Generator().manual_seed(hp.seed)
+    temperature = 1.0 if hp.temperature is None else float(hp.temperature)
+    takes_temperature = "temperature" in inspect.signature(policy.evaluate_decisions).parameters
+    if temperature != 1.0 and not takes_temperature:
+        raise UserError(f"ppo.temperature {temperature}: {type(policy).__name__}.evaluate_decisions takes no temperature")
+    temperature_kw = dict(temperature=temperature) if takes_temperature else {}
     epoch_metrics: dict[str, float] = {}
     for epoch in range(hp.epochs):
         # The same permutation on every rank; each rank takes an equal interleaved shard (equal shards =
@@ -147,7 +155,7 @@ def ppo_update(policy: torch.nn.Module, optimizer: torch.optim.Optimizer, datase
             advantages, returns = mb["advantages"].to(device), mb["returns"].to(device)
 
             # --- current policy on the stored decisions (the exact rollout-time inputs, memory included)
-            new_log_probs_all, new_values, entropy = policy.evaluate_decisions(batch, actions)
+            new_log_probs_all, new_values, entropy = policy.evaluate_decisions(batch, actions, **temperature_kw)
             new_log_prob = new_log_probs_all.gather(1, actions[:, None]).squeeze(1)
             old_log_prob = old_log_probs_all.gather(1, actions[:, None]).squeeze(1)
             log_ratio = new_log_prob - old_log_prob
@@ -208,6 +216,8 @@ def train_ppo(cfg: Any, ckpt: str | os.PathLike, index_path: str | os.PathLike, 
     from minddrive.utils.seed import seed_everything
 
     hp = PPOHyperParams.from_config(cfg.get("ppo"))
+    if hp.temperature is None:
+        hp.temperature = float((cfg.get("rollout") or {}).get("temperature", 1.0))
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")

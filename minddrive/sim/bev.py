@@ -146,6 +146,13 @@ def map_fingerprint(scene: Scene) -> str:
 
 
 _MAP_CACHE: OrderedDict[str, MapRaster] = OrderedDict()
+_MAP_CACHE_SIZE = [4]
+
+
+def reserve_map_cache(maps: int) -> None:
+    """Keep at least ``maps`` rasters: a batch of N worlds renders N maps in turn, and a smaller LRU
+    cache would rebuild every raster (~0.2 s each) at every render."""
+    _MAP_CACHE_SIZE[0] = max(_MAP_CACHE_SIZE[0], int(maps))
 
 
 def map_raster(scene: Scene, resolution: float = 0.1) -> MapRaster:
@@ -155,7 +162,7 @@ def map_raster(scene: Scene, resolution: float = 0.1) -> MapRaster:
     if raster is None:
         raster = MapRaster(scene, resolution)
         _MAP_CACHE[key] = raster
-        while len(_MAP_CACHE) > 4:
+        while len(_MAP_CACHE) > _MAP_CACHE_SIZE[0]:
             _MAP_CACHE.popitem(last=False)
     else:
         _MAP_CACHE.move_to_end(key)

@@ -284,8 +284,10 @@ class VecDriveEnv:
         never loaded (no scenario yet) gets black images instead of failing the whole batch.
         """
         from minddrive.constants import CAMERA_NAMES
+        from minddrive.sim.bev import reserve_map_cache
         from minddrive.sim.sensors import camera_calibration, render_cameras
 
+        reserve_map_cache(self.num_worlds + 1)  # one map per world (+1 for a world being reset)
         indices = list(indices)
         height, width = self.image_size
         if self._calibration is None:

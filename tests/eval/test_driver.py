@@ -40,13 +40,17 @@ def test_decides_every_interval_and_batches_worlds():
     results = []
     records = driver.run([1, 2, 3], on_episode_end=results.append)
     assert len(records) == 3 and sorted(r.job for r in results) == [1, 2, 3]
-    for result in results:
-        trace = result.trace
-        # one decision at ticks 0, 5, 10, ...: ceil(ticks / 5)
-        assert len(trace) == -(-trace.ticks // 5)
+    by_job = {r.job: (r.trace, r.world) for r in results}
+    # job 1 (world 0) ends at tick 23: one decision at ticks 0, 5, ..., 20; job 2 (world 1) runs 50 ticks
+    assert [(len(by_job[j][0]), by_job[j][0].ticks) for j in (1, 2)] == [(5, 23), (10, 50)]
+    # job 3 starts at tick 23 on the freed world 0: it decides at once (no plan yet), then joins the
+    # common phase (ticks 25, 30, ..., 45), so one decision tick is never split into several policy calls
+    assert (len(by_job[3][0]), by_job[3][0].ticks, by_job[3][1]) == (6, 23, 0)
+    for trace, _ in by_job.values():
         assert trace.log_probs[0].shape == (7,)
         np.testing.assert_allclose(np.exp(trace.log_probs[0]).sum(), 1.0, rtol=1e-5)
-    assert max(policy.batch_sizes) == 2 and sum(policy.batch_sizes) == driver.stats["decisions"]
+    assert policy.batch_sizes == [2] * 5 + [1] + [2] * 5
+    assert sum(policy.batch_sizes) == driver.stats["decisions"] == 21 and driver.stats["policy_calls"] == 11
     assert driver.stats["episodes"] == 3
 
 
@@ -124,3 +128,37 @@ def test_temporal_memory_is_per_world_and_reset_at_episode_start():
 def test_act_output_contract_is_used():
     out = CorridorPolicy().act(CorridorPolicy().preprocess([CorridorEnv().reset(seed=0)[0]]), sample=False)
     assert isinstance(out, ActOutput) and out.speed_waypoints.shape == (1, 6, 2) and out.path.shape == (1, 10, 2)
+
+
+def test_cameras_render_only_for_deciding_worlds_and_unloaded_worlds_do_not_crash():
+    from minddrive.eval.closed_loop import ConstantPolicy
+    from minddrive.sim.vector import VecDriveEnv
+
+    vec = VecDriveEnv(2, render=True, image_size=(32, 56))
+    blank = vec.render_cameras([1])["images"]          # world 1 was never loaded: black, not a crash
+    assert blank.shape == (1, 6, 32, 56, 3) and blank.max() == 0
+    rendered, seen = [], []
+    original = vec.render_cameras
+    vec.render_cameras = lambda indices: rendered.append(list(indices)) or original(indices)
+
+    class Recording(ConstantPolicy):
+        def act(self, batch, **kwargs):
+            seen.append([obs["images"].shape for obs in batch])
+            return super().act(batch, **kwargs)
+
+    class Stop(Exception):
+        pass
+
+    ticks = []
+
+    def on_tick():
+        ticks.append(1)
+        if len(ticks) == 12:
+            raise Stop
+
+    driver = PolicyDriver(vec, Recording(), decision_interval=5)
+    with pytest.raises(Stop):
+        driver.run([dict(seed=3, options={"scenario": "Accident"})], on_tick=on_tick)
+    # one job on two worlds: only world 0 is rendered, and only at its decision ticks 0, 5, 10
+    assert rendered == [[0], [0], [0]] and seen == [[(6, 32, 56, 3)]] * 3
+    assert "images" not in vec._observe()               # stepping itself renders nothing
