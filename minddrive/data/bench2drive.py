@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from minddrive.utils.geometry import carla_matrix as ue_matrix  # UE location + rotation -> 4x4
+
 from minddrive.constants import B2D_IMAGE_SIZE, CAMERA_FOLDERS, CAMERA_NAMES, CAMERA_RIG
 
 CLIP_NAME = re.compile(r"^(?P<scenario>.+?)_(?P<town>Town\w+?)_Route(?P<route>\d+)_Weathe?r?(?P<weather>\d*)$")
@@ -137,18 +139,6 @@ def yaw_matrix(x: float, y: float, yaw: float, z: float = 0.0) -> np.ndarray:
     """4x4 pose (local -> world) for a position and a yaw in radians."""
     c, s = math.cos(yaw), math.sin(yaw)
     return np.array([[c, -s, 0, x], [s, c, 0, y], [0, 0, 1, z], [0, 0, 0, 1]], dtype=np.float64)
-
-
-def ue_matrix(x: float, y: float, z: float, pitch: float, roll: float, yaw: float) -> np.ndarray:
-    """Local -> parent transform from a UE location and rotation in degrees (CARLA ``Transform.get_matrix``)."""
-    cy, sy = math.cos(math.radians(yaw)), math.sin(math.radians(yaw))
-    cr, sr = math.cos(math.radians(roll)), math.sin(math.radians(roll))
-    cp, sp = math.cos(math.radians(pitch)), math.sin(math.radians(pitch))
-    return np.array([
-        [cp * cy, cy * sp * sr - sy * cr, -cy * sp * cr - sy * sr, x],
-        [cp * sy, sy * sp * sr + cy * cr, -sy * sp * cr + cy * sr, y],
-        [sp, -cp * sr, cp * cr, z],
-        [0, 0, 0, 1]], dtype=np.float64)
 
 
 def compass_to_yaw(theta: float | None) -> float:

@@ -31,6 +31,7 @@ import numpy as np
 from minddrive.constants import CAMERA_NAMES, CAMERA_RIG
 from minddrive.sim.bev import GRASS, LIGHT_RGB, map_raster, world_to_ego
 from minddrive.sim.scene import Scene
+from minddrive.utils.geometry import carla_matrix
 
 DEFAULT_IMAGE_SIZE = (256, 448)      # (H, W) fed to the model
 B2D_IMAGE_SIZE_HW = (900, 1600)      # (H, W) of real Bench2Drive images
@@ -39,19 +40,6 @@ DRAW_RANGE = 90.0                    # metres; solids farther from the ego are n
 
 # UE camera (x fwd, y right, z up) -> standard pinhole camera (x right, y down, z fwd): (y, -z, x).
 UE_TO_STD = np.array([[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, -1.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
-
-
-def carla_matrix(x: float, y: float, z: float, pitch: float = 0.0, roll: float = 0.0, yaw: float = 0.0) -> np.ndarray:
-    """CARLA ``Transform.get_matrix()`` (angles in degrees): local -> parent, UE axes, 4x4 float64."""
-    cy, sy = math.cos(math.radians(yaw)), math.sin(math.radians(yaw))
-    cr, sr = math.cos(math.radians(roll)), math.sin(math.radians(roll))
-    cp, sp = math.cos(math.radians(pitch)), math.sin(math.radians(pitch))
-    return np.array([
-        [cp * cy, cy * sp * sr - sy * cr, -cy * sp * cr - sy * sr, x],
-        [sy * cp, sy * sp * sr + cy * cr, -sy * sp * cr + cy * sr, y],
-        [sp, -cp * sr, cp * cr, z],
-        [0.0, 0.0, 0.0, 1.0],
-    ])
 
 
 def focal_length(width: int, fov_deg: float) -> float:
