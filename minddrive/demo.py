@@ -41,7 +41,7 @@ class DemoSettings:
 
     @classmethod
     def full(cls) -> "DemoSettings":
-        return cls(routes=32, il_iters=(30, 300, 150), rl_iterations=2, rl_episodes=32, eval_routes=44, workers=2,
+        return cls(routes=32, il_iters=(10, 500, 60), rl_iterations=2, rl_episodes=32, eval_routes=44, workers=2,
                    max_frames=200)
 
     @classmethod
