@@ -8,23 +8,7 @@ _base_ = [
 ]
 
 stage = 2
-# The network input of the tiny model (its `image_size`, H x W = 128 x 224): resizing here rather than in the
-# model keeps JPEG decoding and augmentation cheap on CPU.
-input_size = (224, 128)
-# No PhotoMetricDistortion in the tiny run: a few hundred steps on the simulator's fixed lighting gain nothing
-# from it (L2 at 2 s 4.66 m with, 4.80 without, at the old 30/300/150 budget) and every tuned budget below was
-# measured without it. The full-size configs keep it.
-train_pipeline = [
-    dict(type="LoadMultiViewImages"),
-    dict(type="ResizeCropImages", size=input_size, crop="bottom"),
-    dict(type="PackImages"),
-]
-test_pipeline = [
-    dict(type="LoadMultiViewImages"),
-    dict(type="ResizeCropImages", size=input_size, crop="bottom"),
-    dict(type="PackImages"),
-]
-data = dict(train=dict(stage=2, pipeline=train_pipeline), val=dict(stage=2, pipeline=test_pipeline))
+data = dict(train=dict(stage=2), val=dict(stage=2))
 # A fixed number of steps (not epochs) keeps the CPU run short whatever the number of clips.
 # Stage 2 gets most of the budget: the planner is what the open-loop L2 measures (il_tiny.py).
 train_cfg = dict(max_iters=500)
