@@ -215,7 +215,7 @@ def train_ppo(cfg: Any, ckpt: str | os.PathLike, index_path: str | os.PathLike, 
     """``minddrive ppo``: PPO from ``ckpt`` on ``index_path``; writes ``work_dir/ckpt`` (rank 0)."""
     from minddrive.utils.seed import seed_everything
 
-    hp = PPOHyperParams.from_config(cfg.get("ppo"))
+    hp = PPOHyperParams.from_config(dict(dict(seed=int(cfg.get("seed", 0))), **(cfg.get("ppo") or {})))
     if hp.temperature is None:
         hp.temperature = float((cfg.get("rollout") or {}).get("temperature", 1.0))
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1

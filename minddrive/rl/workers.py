@@ -146,12 +146,14 @@ def run_worker(spec: WorkerSpec) -> dict:
     torch.set_num_threads(spec.threads)
     cfg = Config.fromfile(spec.config)
     rollout = cfg.rollout
-    seed_everything(int(cfg.get("seed", 0)) * 1000 + spec.worker_id + os.getpid())
     owner = spec.owner
     queue = RouteQueue(Path(spec.out_dir) / "queue.sqlite", lease_s=rollout.get("lease_s", 300.0),
                        max_attempts=rollout.get("max_attempts", 3))
     policy = load_policy(cfg, spec.ckpt, device=spec.device)
     policy_module(policy).eval()
+    # Seed the sampling RNGs only now: building the model re-seeds torch from the model config's seed, which
+    # would otherwise make every run's sampled decisions identical whatever ``cfg.seed`` says.
+    seed_everything(int(cfg.get("seed", 0)) * 1000 + spec.worker_id)
     driver = PolicyDriver(build_worlds(cfg, rollout.get("envs_per_worker", 1)), policy,
                           controller_factory=import_object(rollout["controller"]) if rollout.get("controller") else None,
                           decision_interval=rollout.get("decision_interval", 5), sample=True,
