@@ -25,7 +25,8 @@ def build_report(paths, settings, il: dict, rl: dict, scores: dict) -> dict[str,
         "il": scores["il"],
         "rl": scores["rl"],
         "driving_score_gain": round(delta, 2),
-        "rl_improved": bool(delta > 0),
+        # "Improved" means the per-route paired interval lies above zero, not merely a higher mean.
+        "rl_improved": bool(paired["ci95"][0] > 0),
         "paired": paired,
         "openloop_il": il.get("openloop"),
         "rl_iterations": rl.get("progress"),
@@ -121,7 +122,8 @@ def summary_table(report: dict[str, Any]) -> str:
     l2 = (openloop.get("model") or {}).get("l2_2s") if isinstance(openloop.get("model"), dict) else openloop.get("l2_2s")
     verdict = (f"RL raised the Driving Score by {report['driving_score_gain']:+.2f} on {n} held-out routes"
                if report["rl_improved"] else
-               f"RL did NOT raise the Driving Score ({report['driving_score_gain']:+.2f} on {n} held-out routes)")
+               f"RL did NOT significantly raise the Driving Score ({report['driving_score_gain']:+.2f} on {n} "
+               f"held-out routes; see the paired interval below)")
     tail = [verdict]
     paired = report.get("paired")
     if paired:
