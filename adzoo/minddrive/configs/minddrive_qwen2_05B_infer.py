@@ -1,19 +1,12 @@
-# Closed-loop inference with the qwen2_05B MindDrive (DESIGN.md §2): LLM width 896, weights from ckpts/Qwen2-0.5B-Instruct (never a hub).
-# The scene/vision parts follow the tiny base until the full-size model base config lands; --ckpt carries the weights.
-_base_ = ["./_base_/models/minddrive_tiny.py", "./_base_/default_runtime.py"]
+# Closed-loop inference with the qwen2_05B MindDrive (DESIGN.md §2): the real model config, weights from
+# ckpts/Qwen2-0.5B and the checkpoint given with --ckpt (never a hub).
+#   minddrive eval adzoo/minddrive/configs/minddrive_qwen2_05B_infer.py --ckpt <ckpt> --suite sim-b2d-mini
+_base_ = ["./_base_/models/minddrive_qwen2_05b.py", "./_base_/default_runtime.py"]
 
-model = dict(
-    llm=dict(
-        tokenizer=dict(type="pretrained", path="ckpts/Qwen2-0.5B-Instruct"),
-        pretrained="ckpts/Qwen2-0.5B-Instruct",
-        config=dict(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
-                    num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=32768,
-                    tie_word_embeddings=True, rope_theta=1e6),
-        lora=dict(r=16, lora_alpha=32),
-    ),
-)
-env = dict(type="EmbeddedDriveEnv")
+# The embedded simulator renders the six cameras at the model's input size.
+env = dict(type="EmbeddedDriveEnv", render=True, image_size={{_base_.image_size}})
 eval_driver = dict(decision_interval=5)
+# Bench2Drive leaderboard agent (team_code/minddrive_b2d_agent.py): CARLA ticks at 20 Hz, decide at 2 Hz.
 agent = dict(decision_interval=10, tick_dt=0.05, image_size={{_base_.image_size}})
 suite = "sim-b2d-mini"
 work_dir = "work_dirs/minddrive_qwen2_05B_infer"
