@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # The GPU benchmark run (issues #10, #11) in one command, for the device tool. From the repository root:
 #
+#   # once, on the machine that sends the job (the GPU image has torch/transformers/peft but not mmengine):
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux2014_x86_64 -d .whl mmengine==0.10.7 addict yapf termcolor platformdirs
+#
 #   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl \
 #     && export PYTHONPATH=/tmp/site:$PWD && bash benchmarks/run_gpu.sh
 #
