@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from minddrive.constants import INFRACTION_KEYS, NUM_PATH_POINTS
 from minddrive.errors import UserError
+from minddrive.eval.scoring import infraction_rates
 from minddrive.eval.suite import DEFAULT_SUITE, Suite, SuiteRoute, load_suite
 from minddrive.utils.io import read_json, write_json
 
@@ -150,14 +151,7 @@ def global_record(records: list[dict], total: int) -> dict:
     means, stds = {}, {}
     for key in ("score_composed", "score_route", "score_penalty"):
         means[key], stds[key] = _mean_std([float(r["scores"][key]) for r in records], total)
-    km_driven = max(sum(r["meta"]["route_length"] / 1000 * r["scores"]["score_route"] / 100 for r in records), 0.001)
-    infractions = {}
-    for key in INFRACTION_KEYS:
-        if key == "outside_route_lanes":
-            metres = sum(float(m.split(" ")[8]) for r in records for m in r["infractions"][key])
-            infractions[key] = round(metres / 1000, 3)
-        else:
-            infractions[key] = round(sum(len(r["infractions"][key]) for r in records) / km_driven, 3)
+    _, infractions, _ = infraction_rates(records)  # per km, as checked against real leaderboard files
     statuses = [r["status"] for r in records]
     status = "Failed" if any("Failed" in s for s in statuses) else (
         "Completed" if any(s == "Completed" for s in statuses) else "Perfect")
