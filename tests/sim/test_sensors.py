@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 
 from minddrive.constants import CAMERA_NAMES
-from minddrive.sim.bev import LIGHT_RGB, render_bev
+import cv2
+
+from minddrive.sim.bev import GRASS, LIGHT_RGB, map_raster, render_bev, world_to_ego
 from minddrive.sim.scene import ActorState
-from minddrive.sim.sensors import actor_color, camera_calibration, carla_matrix, render_cameras
+from minddrive.sim.sensors import CameraRenderer, actor_color, camera_calibration, carla_matrix, render_cameras
 from minddrive.sim.viewer import example_scene
 
 FRONT, BACK = CAMERA_NAMES.index("CAM_FRONT"), CAMERA_NAMES.index("CAM_BACK")
@@ -131,6 +133,48 @@ def test_box_crossing_the_near_plane_is_clipped():
         u, v, _ = project(calib["lidar2img"][FRONT], (x, 1.7, 1.5))
         assert np.abs(front[int(round(v)), int(round(u))] - paint).max() <= 2
     assert front[5, 10, 2] > front[5, 10, 0] + 60  # the left of the view is still sky
+
+
+@pytest.mark.parametrize("forward, yaw", [(0.0, 0.0), (7.3, 0.4)])
+def test_roi_ground_warp_equals_the_full_warp_below_the_horizon(forward, yaw):
+    # The renderer warps only the rows below the horizon (RGBA raster, homography shifted by the horizon
+    # row) and pastes the sky above; the ground rows must be what one full-image warp of the RGB map gives.
+    scene = _only(example_scene())
+    scene.ego.x += forward
+    scene.ego.yaw += yaw
+    renderer = CameraRenderer(448, 256)
+    images = np.zeros((6, 256, 448, 3), np.uint8)
+    renderer.render_ground(scene, images)
+    raster = map_raster(scene)
+    rgb = np.ascontiguousarray(raster.image[..., :3])
+    ego_from_raster = world_to_ego(scene.ego) @ raster.px_to_world()
+    horizon = renderer.horizon
+    assert horizon == 129
+    for cam in range(6):
+        full = cv2.warpPerspective(rgb, renderer.ground[cam] @ ego_from_raster, (448, 256), flags=cv2.INTER_LINEAR,
+                                   borderMode=cv2.BORDER_CONSTANT, borderValue=GRASS)
+        diff = np.abs(images[cam, horizon:].astype(int) - full[horizon:])
+        assert diff.max() <= 1, (cam, diff.max())
+        assert np.array_equal(images[cam, :horizon], renderer.sky)
+    # Not trivially equal: the road and its markings are in view (many distinct colours below the horizon).
+    assert len(np.unique(images[FRONT, horizon:].reshape(-1, 3), axis=0)) > 50
+    # The horizon row is where the ground plane meets infinity: a ray through row 128 never hits the ground.
+    k = renderer.intrinsics[FRONT]
+    assert (horizon - 1 - k[1, 2]) <= 0 < (horizon - k[1, 2])
+
+
+def test_render_into_a_caller_buffer():
+    scene = example_scene(light_state=0)
+    renderer = CameraRenderer(224, 128)
+    fresh = renderer.render(scene)
+    batch = np.full((2, 6, 128, 224, 3), 7, np.uint8)
+    second = batch[1]
+    assert render_cameras(scene, 224, 128, out=second) is second
+    assert np.array_equal(batch[1], fresh) and (batch[0] == 7).all()
+    with pytest.raises(ValueError, match="out: expected"):
+        renderer.render(scene, out=np.zeros((6, 128, 224, 4), np.uint8))
+    with pytest.raises(ValueError, match="out: expected"):
+        renderer.render(scene, out=np.zeros((6, 128, 448, 3), np.uint8)[:, :, ::2])
 
 
 def test_bev_is_ego_centred_and_coloured():
