@@ -24,7 +24,8 @@ from minddrive.constants import (CAMERA_NAMES, NUM_FUTURE_WAYPOINTS, NUM_PATH_PO
                                  PATH_TOKENS, SPEED_ACTIONS, SPEED_TOKENS, WAYPOINT_DT, path_index_from_road_option)
 from minddrive.data import bench2drive as b2d
 from minddrive.errors import UserError
-from minddrive.sim.base import NUM_ROUTE_POINTS, ROUTE_POINT_SPACING
+from minddrive.sim.base import NUM_ROUTE_POINTS, ROUTE_NODES, ROUTE_POINT_SPACING
+from minddrive.utils.geometry import navigation_route, resample_polyline
 from minddrive.utils.io import atomic_path
 
 INDEX_VERSION = 1
@@ -82,38 +83,6 @@ def parse_meta_action(answer: str) -> tuple[int, int]:
 
 # ---------------------------------------------------------------------------------------------------
 # Polylines
-
-def resample_polyline(points: np.ndarray, spacing: float, count: int, extrapolate: bool = False
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """Points at arc lengths ``spacing * (1..count)`` along ``points`` (first point = origin of arc length).
-
-    Returns ``(count, 2)`` points and a mask that is 0 beyond the polyline's end; with ``extrapolate`` the
-    last segment's direction is continued instead (route centre lines go on past the known nodes).
-    """
-    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    out = np.zeros((count, 2), dtype=np.float64)
-    mask = np.zeros(count, dtype=np.float32)
-    if len(points) == 0:
-        return out.astype(np.float32), mask
-    seg = np.linalg.norm(np.diff(points, axis=0), axis=1)
-    keep = np.concatenate([[True], seg > 1e-6])  # drop repeated points (a stopped car)
-    points = points[keep]
-    if len(points) == 1:
-        out[:] = points[0]
-        return out.astype(np.float32), mask
-    arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))])
-    targets = spacing * np.arange(1, count + 1)
-    inside = targets <= arc[-1] + 1e-6
-    out[:, 0] = np.interp(targets, arc, points[:, 0])
-    out[:, 1] = np.interp(targets, arc, points[:, 1])
-    mask[inside] = 1.0
-    if extrapolate and not inside.all():
-        direction = points[-1] - points[-2]
-        direction /= np.linalg.norm(direction)
-        out[~inside] = points[-1] + (targets[~inside] - arc[-1])[:, None] * direction
-        mask[:] = 1.0
-    return out.astype(np.float32), mask
-
 
 # ---------------------------------------------------------------------------------------------------
 # Road boundaries from the HD map
@@ -357,8 +326,9 @@ def _frame_record(data: _Clip, f: int, images: list[Path], vqa_path: Path | None
     target = _target_world(anno)
     target_point = data.ego(f, target)[0] if target is not None else np.zeros(2)
     node = data.node_of_frame[f]
-    route_world = np.stack([data.position[f]] + (data.nodes[node:] if node >= 0 else []))
-    route, _ = resample_polyline(data.ego(f, route_world), ROUTE_POINT_SPACING, NUM_ROUTE_POINTS, extrapolate=True)
+    nodes_ahead = data.nodes[node:node + ROUTE_NODES] if node >= 0 else []
+    route = navigation_route(data.ego(f, np.stack(nodes_ahead)) if nodes_ahead else np.zeros((0, 2)),
+                             NUM_ROUTE_POINTS, ROUTE_POINT_SPACING)
 
     if vqa_meta is not None:
         speed_action, path_action = vqa_meta

@@ -26,8 +26,9 @@ Observation (``obs``) keys -- all numpy, ego frame = x forward, y right (metres)
     ``ego_state``      float32 (EGO_STATE_DIM,)  see ``minddrive.constants.EGO_STATE_FIELDS``
     ``command``        int   path meta-action index 0..5 from navigation
     ``road_option``    int   the CARLA RoadOption of the same navigation command
-    ``target_point``   float32 (2,)  next route target in ego frame
-    ``route``          float32 (NUM_ROUTE_POINTS, 2) upcoming route centre-line, 2 m apart
+    ``target_point``   float32 (2,)  next navigation target point in ego frame
+    ``route``          float32 (NUM_ROUTE_POINTS, 2) the polyline from the ego through the next target
+                       points, 2 m apart (built as the data pipeline builds it from annotations)
     ``images``         uint8 (6, H, W, 3) RGB in ``CAMERA_NAMES`` order   (only if rendering)
     ``cam_intrinsic``  float32 (6, 3, 3);  ``cam2ego`` float32 (6, 4, 4) (UE camera axes);
     ``lidar2img``      float32 (6, 4, 4) ego -> image projection         (only if rendering)
@@ -51,6 +52,12 @@ from minddrive.constants import NUM_PATH_POINTS
 
 NUM_ROUTE_POINTS = 20
 ROUTE_POINT_SPACING = 2.0
+# Navigation target points: one every KEY_POINT_SPACING m of route plus one at every command change; the
+# target is the first one more than TARGET_MIN_DISTANCE m ahead, and ``route`` runs from the ego through
+# the first ROUTE_NODES of them (``minddrive.utils.geometry.navigation_route``).
+KEY_POINT_SPACING = 30.0
+TARGET_MIN_DISTANCE = 4.0
+ROUTE_NODES = 4
 
 
 class DriveEnv(abc.ABC):
@@ -87,4 +94,5 @@ def validate_control(control: Any) -> np.ndarray:
     return np.array([np.clip(arr[0], -1, 1), np.clip(arr[1], 0, 1), np.clip(arr[2], 0, 1)])
 
 
-__all__ = ["DriveEnv", "validate_control", "NUM_ROUTE_POINTS", "ROUTE_POINT_SPACING", "NUM_PATH_POINTS"]
+__all__ = ["DriveEnv", "validate_control", "NUM_ROUTE_POINTS", "ROUTE_POINT_SPACING", "NUM_PATH_POINTS",
+           "KEY_POINT_SPACING", "TARGET_MIN_DISTANCE", "ROUTE_NODES"]

@@ -38,6 +38,7 @@ when ``launch_command`` is configured.
 
 from __future__ import annotations
 
+import functools
 import math
 import shlex
 import subprocess
@@ -51,9 +52,11 @@ from minddrive.constants import (B2D_IMAGE_SIZE, CAMERA_NAMES, CAMERA_RIG, EGO_S
                                  ROAD_OPTION, path_index_from_road_option)
 from minddrive.errors import UserError
 from minddrive.registry import ENVS
-from minddrive.sim.base import NUM_ROUTE_POINTS, ROUTE_POINT_SPACING, DriveEnv, validate_control
+from minddrive.sim.base import (KEY_POINT_SPACING, NUM_ROUTE_POINTS, ROUTE_NODES, ROUTE_POINT_SPACING, TARGET_MIN_DISTANCE,
+                               DriveEnv, validate_control)
 from minddrive.sim.records import route_record, score_penalty
 from minddrive.sim.routes import RouteSpec
+from minddrive.utils.geometry import navigation_route
 
 EGO_BLUEPRINT = "vehicle.lincoln.mkz_2020"
 CRASH_STATUS = "Failed - Simulation crashed"
@@ -63,7 +66,6 @@ BLOCKED_SPEED, BLOCKED_TIME = 0.1, 60.0
 COLLISION_DEDUP_TIME, COLLISION_DEDUP_DIST = 5.0, 5.0
 COMPLETION_DONE_PERCENT, COMPLETION_DONE_DIST = 99.0, 10.0
 COMMAND_LOOKAHEAD = 15.0               # metres: a turn/lane change this close becomes the command
-TARGET_DISTANCE = 8.0                  # metres ahead of the ego projection for ``target_point``
 
 
 # ================================================================================ route geometry
@@ -158,14 +160,25 @@ class RouteTracker:
         d = np.clip(distance, 0.0, self.route.length)
         return np.stack([np.interp(d, self.route.cumulative, self.route.points[:, k]) for k in range(2)], axis=-1)
 
-    def target_point(self, distance: float = TARGET_DISTANCE) -> np.ndarray:
-        """World (x, y) of the route ``distance`` m past the ego's projection."""
-        return self._point_at(self.route.cumulative[self.index] + distance)
+    @functools.cached_property
+    def node_distances(self) -> np.ndarray:
+        """Arc lengths of the navigation target points: every KEY_POINT_SPACING m, every command change, the end
+        (the embedded simulator's rule, so both backends hand the policy the same kind of targets)."""
+        cumulative, options = self.route.cumulative, np.asarray(self.route.options)
+        changes = cumulative[np.nonzero(np.diff(options) != 0)[0] + 1]
+        return np.unique(np.concatenate([np.arange(KEY_POINT_SPACING, self.route.length, KEY_POINT_SPACING),
+                                         changes, [self.route.length]]))
 
-    def route_ahead(self, count: int = NUM_ROUTE_POINTS, spacing: float = ROUTE_POINT_SPACING) -> np.ndarray:
-        """World (count, 2) route centre line from the projection on, ``spacing`` m apart (end repeated)."""
-        start = self.route.cumulative[self.index]
-        return self._point_at(start + spacing * np.arange(count))
+    def nodes_ahead(self, count: int = ROUTE_NODES) -> np.ndarray:
+        """World (<= count, 2) target points more than TARGET_MIN_DISTANCE m past the ego's projection."""
+        ahead = self.node_distances[self.node_distances > self.route.cumulative[self.index] + TARGET_MIN_DISTANCE]
+        if len(ahead) == 0:
+            ahead = self.node_distances[-1:]
+        return self._point_at(ahead[:count])
+
+    def target_point(self) -> np.ndarray:
+        """World (x, y) of the next navigation target point."""
+        return self.nodes_ahead(1)[0]
 
 
 # ================================================================================ criteria
@@ -295,7 +308,8 @@ def build_observation(tracker: RouteTracker, x: float, y: float, yaw: float, ego
         "command": path_index_from_road_option(road_option),
         "road_option": road_option,
         "target_point": to_ego_frame(tracker.target_point()[None], x, y, yaw)[0].astype(np.float32),
-        "route": to_ego_frame(tracker.route_ahead(), x, y, yaw).astype(np.float32),
+        "route": navigation_route(to_ego_frame(tracker.nodes_ahead(), x, y, yaw), NUM_ROUTE_POINTS,
+                                  ROUTE_POINT_SPACING).astype(np.float32),
         "timestamp": float(timestamp),
     }
     if images is not None:

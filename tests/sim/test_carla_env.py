@@ -41,10 +41,10 @@ def test_tracker_completion_command_and_target():
     assert tracker.road_option() == ROAD_OPTION["LANEFOLLOW"]        # turn is 40 m away (> 15 m lookahead)
     tracker.update(40.0, 0.0)
     assert tracker.road_option() == ROAD_OPTION["RIGHT"]             # within 15 m of the corner
-    np.testing.assert_allclose(tracker.target_point(8.0), [48.0, 0.0])
-    ahead = tracker.route_ahead()
-    assert ahead.shape == (NUM_ROUTE_POINTS, 2)
-    np.testing.assert_allclose(ahead[:7], [[40, 0], [42, 0], [44, 0], [46, 0], [48, 0], [50, 0], [50, 2]])
+    # Target points: every 30 m, at the command change (the turn starts at 51 m) and at the end.
+    np.testing.assert_allclose(tracker.node_distances, [30, 51, 60, 90, 100])
+    np.testing.assert_allclose(tracker.target_point(), [50.0, 1.0])       # first node > 4 m past 40 m
+    np.testing.assert_allclose(tracker.nodes_ahead(), [[50, 1], [50, 10], [50, 40], [50, 50]])
     # the projection never jumps backwards
     tracker.update(0.0, 0.0)
     assert tracker.index == 40
@@ -69,8 +69,12 @@ def test_observation_matches_the_env_contract():
         ("CAM_FRONT", "CAM_FRONT_LEFT", "CAM_FRONT_RIGHT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT"))}
     obs = build_observation(tracker, 40.0, 0.0, 0.0, state, 1.25, images)
     assert obs["command"] == 4 and obs["road_option"] == ROAD_OPTION["RIGHT"]    # path "turn right"
-    np.testing.assert_allclose(obs["target_point"], [8.0, 0.0])
+    np.testing.assert_allclose(obs["target_point"], [10.0, 1.0])
     assert obs["route"].shape == (NUM_ROUTE_POINTS, 2) and obs["route"].dtype == np.float32
+    # The route runs from the ego through the target points: towards (10, 1), then along the turn.
+    direction = np.array([10.0, 1.0]) / np.hypot(10.0, 1.0)
+    np.testing.assert_allclose(obs["route"][:5], 2.0 * np.arange(1, 6)[:, None] * direction, atol=1e-5)
+    np.testing.assert_allclose(obs["route"][5], [10.0, 1.0 + (12.0 - np.hypot(10.0, 1.0))], atol=1e-5)
     assert obs["images"].shape == (6, 90, 160, 3) and obs["images"][3, 0, 0, 0] == 3
     assert obs["cam_intrinsic"].shape == (6, 3, 3) and obs["lidar2img"].shape == (6, 4, 4)
     assert obs["cam_intrinsic"][0, 0, 0] == pytest.approx(160 / (2 * math.tan(math.radians(35))), rel=1e-5)

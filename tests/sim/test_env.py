@@ -14,8 +14,9 @@ def test_registered_and_observation_contract():
     obs, info = env.reset(seed=5, options={"scenario": "HardBreakRoute"})
     assert obs["ego_state"].shape == (EGO_STATE_DIM,) and obs["ego_state"].dtype == np.float32
     assert obs["route"].shape == (NUM_ROUTE_POINTS, 2) and obs["target_point"].shape == (2,)
-    # The route starts ahead of the ego along x (ego frame: x forward), 2 m apart.
-    assert obs["route"][0, 0] == pytest.approx(2.0, abs=0.2) and abs(obs["route"][0, 1]) < 0.2
+    # The route starts 2 m from the ego, ahead along x (ego frame: x forward), towards the first target.
+    assert np.linalg.norm(obs["route"][0]) == pytest.approx(2.0, abs=1e-4) and obs["route"][0, 0] > 1.9
+    assert np.linalg.norm(np.diff(obs["route"], axis=0), axis=1) == pytest.approx(2.0, abs=0.05)
     assert np.allclose(np.linalg.norm(np.diff(obs["route"][:5], axis=0), axis=1), 2.0, atol=0.1)
     assert obs["command"] == 0 and info["status"] == "Started" and info["scenario_type"] == "HardBreakRoute"
 
