@@ -36,6 +36,7 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass, field
+from dataclasses import replace as dataclass_replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -73,7 +74,9 @@ class SizeSpec:
     text_len: int                            # conversation tokens of one IL sample (before scene splicing)
     # (batch, gradient checkpointing) tried in order until one fits; the JSON records which one ran.
     il_ladder: tuple[tuple[int, bool], ...] = ((4, False), (4, True), (2, False), (2, True), (1, True))
-    parts: tuple[str, ...] = ("components", "rollout", "il_step", "ppo")  # most important figure first
+    # Most important figure first. "components" and "rollout" (run 2/3's act breakdown and end-to-end act at
+    # batch 8-64) are left out of the real sizes' default to fit the compiled IL step; --parts runs them.
+    parts: tuple[str, ...] = ("fast_act", "il_step", "il_step_compiled", "ppo")
     backbone: dict | None = None             # replaces the config's backbone (tiny: a small EVA02ViT)
     act_batches: tuple[int, ...] = (8, 32, 64)
     gen_batches: tuple[int, ...] = (1, 32)
@@ -87,6 +90,7 @@ SIZES = {
     # The tiny size runs a 2-block EVA02ViT (one windowed, one global block) so the CPU smoke run covers
     # the ViT's FLOP count and the analytic estimate at real code paths.
     "tiny": SizeSpec("tiny", "minddrive_tiny.py", None, text_len=96, il_ladder=((2, False), (1, True)),
+                     parts=("fast_act", "components", "rollout", "il_step", "il_step_compiled", "ppo"),
                      act_batches=(4,), gen_batches=(1, 4), ppo_batch=4, ppo_minibatches=2, latency_runs=3,
                      ceiling_n=512, backbone=dict(type="EVA02ViT", img_size=(128, 224), patch_size=16, embed_dim=32,
                                                   depth=2, num_heads=2, window_size=4, global_every=2)),
@@ -94,7 +98,7 @@ SIZES = {
     # 3B at batch 4 without checkpointing does not fit 80 GB (0.5B alone peaks at 64 GiB there): start at 2.
     "3b": SizeSpec("3b", "minddrive_qwen25_3b.py", QWEN25_3B, text_len=320, act_batches=(8, 32),
                    gen_batches=(1, 32), il_ladder=((2, False), (4, True), (2, True), (1, True)),
-                   parts=("il_step", "components", "rollout")),
+                   parts=("il_step", "fast_act")),
 }
 # Upstream answers the decision in plain words, "The car should be maintain moderate speed lanefollow." after
 # the question: about 12 Qwen2 tokens generated one by one (our prompt already ends with the prefix and the
@@ -498,10 +502,44 @@ def analytic_il_flops(model, batch_size: int, image_size: tuple[int, int], text_
     return out
 
 
+def bench_il_step_compiled(model, spec: SizeSpec, image_size, device, steps: int, ceiling_tflops: float | None,
+                           eager: dict | None) -> dict:
+    """The IL step with the ViT blocks compiled (``EVA02ViT.compile_blocks``: regional compilation), at the
+    eager run's (batch, checkpointing) so the two are comparable; the compile (first step) is timed apart
+    and excluded from throughput; MFU uses the eager run's counted FLOPs (compilation does not change the
+    model's FLOPs). The blocks are made eager again afterwards, whatever happens."""
+    backbone = model.backbone
+    if not hasattr(backbone, "compile_blocks"):
+        return dict(skipped=f"backbone {type(backbone).__name__} has no compile_blocks")
+    ladder = spec.il_ladder
+    if eager and "batch" in eager:
+        ladder = ((eager["batch"], eager["grad_checkpointing"]),)
+    # Inductor on the GPU; on the CPU smoke run the same Dynamo/AOTAutograd path without a C++ build.
+    backend = "inductor" if device.type == "cuda" else "aot_eager"
+    backbone.compile_blocks(backend=backend)
+    try:
+        out = bench_il_step(model, dataclass_replace(spec, il_ladder=ladder), image_size, device, steps,
+                            ceiling_tflops, count=False)
+    finally:
+        backbone.decompile_blocks()
+    out["compiled"] = f"ViT blocks (regional torch.compile, backend {backend})"
+    flops = (eager or {}).get("flop_per_step", out["analytic_flop_per_step"])
+    step_s = out["step_ms"] / 1e3
+    out.update(flop_per_step_from_eager=flops, tflop_per_step=round(flops / 1e12, 4),
+               achieved_tflops=round(flops / step_s / 1e12, 2))
+    if ceiling_tflops:
+        out["mfu_vs_ceiling"] = round(flops / step_s / 1e12 / ceiling_tflops, 4)
+    if eager and "samples_per_s" in eager:
+        out["speedup_vs_eager"] = round(out["samples_per_s"] / eager["samples_per_s"], 3)
+    return out
+
+
 def bench_il_step(model, spec: SizeSpec, image_size, device, steps: int, ceiling_tflops: float | None,
-                  warmup: int = 2) -> dict:
+                  warmup: int = 2, count: bool = True) -> dict:
     """Throughput at the first (batch, checkpointing) of ``spec.il_ladder`` that fits, then a separate FLOP
-    count at batch 1 (eager LLM attention, same checkpointing; FLOPs are linear in batch at fixed length)."""
+    count at batch 1 (eager LLM attention, same checkpointing; FLOPs are linear in batch at fixed length),
+    unless ``count`` is False. ``first_step_s`` (the step that allocates the optimiser state, and compiles
+    where anything is compiled) is reported apart from the timed steps."""
     model.train()
     optimizer = make_optimizer(model)
     attempts = []
@@ -510,7 +548,11 @@ def bench_il_step(model, spec: SizeSpec, image_size, device, steps: int, ceiling
         try:
             batch = training_batch(model, batch_size, image_size, spec.text_len, device)
             reset_peak_memory(device)
+            synchronize(device)
+            first_started = time.perf_counter()
             loss = il_train_step(model, optimizer, batch, device)  # also allocates AdamW state
+            synchronize(device)
+            first_step_s = time.perf_counter() - first_started
             times = time_calls(lambda: il_train_step(model, optimizer, batch, device), device,
                                warmup=max(0, warmup - 1), runs=steps)
         except Exception as exc:
@@ -534,13 +576,18 @@ def bench_il_step(model, spec: SizeSpec, image_size, device, steps: int, ceiling
         out = dict(batch=batch_size, grad_checkpointing=checkpointing,
                    setting=f"batch {batch_size}, gradient checkpointing {'on' if checkpointing else 'off'}, "
                            f"bf16 autocast, {len(attempts)} OOM attempt(s) before",
-                   loss_first=round(loss, 4), warmup_steps=warmup, timed_steps=steps,
+                   loss_first=round(loss, 4), first_step_s=round(first_step_s, 2), warmup_steps=warmup,
+                   timed_steps=steps,
                    step_ms=round(step_s * 1e3, 1), samples_per_s=round(batch_size / step_s, 2),
                    peak_mem_gib=peak, seq_len_text=spec.text_len, seq_len_llm=il_sequence_tokens(model, spec.text_len),
                    scene_tokens=model.num_object_tokens + model.num_lane_tokens + 1, attempts=attempts)
         analytic = analytic_il_flops(model, batch_size, image_size, spec.text_len, labelled)
         out["analytic_flop_per_step"] = analytic["total"]
         out["analytic_parts"] = {k: v for k, v in analytic.items() if k != "total"}
+        if not count:
+            set_gradient_checkpointing(model, False)
+            del optimizer
+            return out
         try:
             one = training_batch(model, 1, image_size, spec.text_len, device)
             with eager_llm_attention(model):
@@ -651,11 +698,108 @@ def bench_components(model, spec: SizeSpec, image_size, device) -> dict:
     return out
 
 
+def bench_fast_act(model, spec: SizeSpec, image_size, device) -> dict:
+    """Issue #10's inference paths against the old one, on ONE bf16 copy in the same run:
+
+    * ``act`` at batch 1: old (decision and value as two LLM passes, eager) -> decision + value in one pass
+      (``fuse_decision_value``) -> plus CUDA graphs of the LLM passes (``cuda_graphs``); the graphs' capture
+      (first call per shape) is timed apart and excluded;
+    * the new path's parts at batch 1: scene encode, fused decision + value pass, action pass;
+    * decision-only throughput at the largest ``gen_batches`` (scene precomputed, eager and graphed) against
+      greedy generation of 2 tokens and of the ~12-token upstream answer from the same scene tokens.
+    """
+    from minddrive.models.policy import DecoderGraphs
+
+    policy, dtype = inference_policy(model, device)
+    net = policy.model
+    out: dict[str, Any] = dict(dtype=dtype, act_b1_target_ms=30.0, timing="wall, median (device synchronised)")
+    batch = runtime_batch(1, image_size, device, seed=1)
+    runs = spec.latency_runs
+
+    def act_ms(warmup=2):
+        times = time_calls(lambda: policy.act(batch, sample=False), device, warmup=warmup, runs=runs)
+        return round(statistics.median(times) * 1e3, 2)
+
+    try:
+        policy.fuse_decision_value, net.decoder_graphs = False, None
+        out["act_b1_old_ms"] = act_ms()
+        policy.fuse_decision_value = True
+        out["act_b1_fused_ms"] = act_ms()
+        net.decoder_graphs = DecoderGraphs()
+        started = time.perf_counter()
+        policy.act(batch, sample=False)  # captures the fused and the action pass at batch 1
+        synchronize(device)
+        out["graph_capture_s"] = round(time.perf_counter() - started, 2)
+        out["act_b1_fused_graphs_ms"] = act_ms(warmup=1)
+        out["graphs_captured"] = len(net.decoder_graphs.graphs)
+        out["graph_failures"] = dict((str(k[:2]), v) for k, v in net.decoder_graphs.failures.items())
+        try:  # then the scene encoder too: the ViT blocks compiled (inference variants), first call timed apart
+            backbone = net.backbone
+            backbone.compile_blocks(backend="inductor" if device.type == "cuda" else "aot_eager")
+            started = time.perf_counter()
+            policy.act(batch, sample=False)
+            synchronize(device)
+            out["vit_compile_s"] = round(time.perf_counter() - started, 2)
+            out["act_b1_fused_graphs_vit_compiled_ms"] = act_ms(warmup=1)
+        except Exception as exc:  # the figures above stand
+            out["vit_compile_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            traceback.print_exc()
+        finally:
+            if hasattr(net.backbone, "decompile_blocks"):
+                net.backbone.decompile_blocks()
+        best = min(v for k, v in out.items() if k.startswith("act_b1_") and k.endswith("_ms") and k != "act_b1_old_ms")
+        out["act_b1_best_ms"] = best
+        out["act_b1_meets_target"] = best < 30.0
+        out["act_b1_speedup_vs_old"] = round(out["act_b1_old_ms"] / best, 2)
+        with torch.inference_mode(), policy._autocast():
+            scene, _ = net.encode_scene(batch)
+            decision = net.decision_log_probs(batch, scene).argmax(-1)
+            parts = {"scene_ms": lambda: net.encode_scene(batch),
+                     "decision_value_pass_ms": lambda: net.decision_and_value(batch, scene),
+                     "action_pass_ms": lambda: net.plan(batch, decision, batch["command"].long(), scene)}
+            out["b1_parts_graphs"] = {k: round(time_device(fn, device, warmup=1, runs=max(3, runs // 2)), 2)
+                                      for k, fn in parts.items()}
+    finally:
+        batch = scene = None
+        free_memory(device)
+
+    b = max(spec.gen_batches)
+    row: dict[str, Any] = dict(batch=b)
+    batch = runtime_batch(b, image_size, device, seed=200 + b)
+    try:
+        with torch.inference_mode(), policy._autocast():
+            scene, _ = net.encode_scene(batch)
+            for graphs, key in ((False, "decision_only_eager_per_s"), (True, "decision_only_graphs_per_s")):
+                net.decoder_graphs = DecoderGraphs() if graphs else None
+                ms = time_device(lambda: net.decision_log_probs(batch, scene), device, warmup=2, runs=max(3, runs // 2))
+                row[key] = round(b / (ms / 1e3), 1)
+            net.decoder_graphs = None
+            for tokens, key in ((2, "generate2_per_s"), (UPSTREAM_ANSWER_TOKENS, "generate_upstream_per_s")):
+                ms = time_device(lambda: net.decide_by_generation(batch, tokens, scene=scene), device, 1, 3)
+                row[key] = round(b / (ms / 1e3), 1)
+        best = max(row["decision_only_eager_per_s"], row["decision_only_graphs_per_s"])
+        row["speedup_vs_generate2"] = round(best / row["generate2_per_s"], 2)
+        row["speedup_vs_upstream_generate"] = round(best / row["generate_upstream_per_s"], 2)
+        row["speedup_target"] = 10.0
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
+        row["oom"] = True
+    finally:
+        batch = scene = None
+        net.decoder_graphs = None
+        free_memory(device)
+    out[f"decision_only_b{b}"] = row
+    net.use_adapter("action_expert")
+    del policy, net
+    free_memory(device)
+    return out
+
+
 def bench_rollout(model, spec: SizeSpec, image_size, device) -> dict:
     policy, dtype = inference_policy(model, device)
     model = policy.model
     out: dict[str, Any] = dict(dtype=dtype)
-    out: dict[str, Any] = {}
     batch = runtime_batch(1, image_size, device, seed=1)
     times = time_calls(lambda: policy.act(batch, sample=False), device, warmup=2, runs=spec.latency_runs)
     out["act_b1_ms"] = round(statistics.median(times) * 1e3, 2)
@@ -839,7 +983,8 @@ class ResultFile:
 
 
 # Seconds a measurement needs at least to be worth starting (build, IL ladder, act + generation, PPO).
-MIN_SECONDS = {"model": 10.0, "components": 10.0, "il_step": 20.0, "rollout": 15.0, "ppo": 15.0}
+MIN_SECONDS = {"model": 10.0, "components": 10.0, "il_step": 20.0, "rollout": 15.0, "ppo": 15.0, "fast_act": 15.0,
+               "il_step_compiled": 45.0}  # compiling the two block variants (fwd + bwd) takes tens of seconds
 
 
 def run_size(spec: SizeSpec, device: torch.device, steps: int, ceiling_n: int | None,
@@ -883,7 +1028,10 @@ def run_size(spec: SizeSpec, device: torch.device, steps: int, ceiling_n: int | 
     benches = {"il_step": lambda: bench_il_step(model, spec, image_size, device, steps, ceiling),
                "components": lambda: bench_components(model, spec, image_size, device),
                "rollout": lambda: bench_rollout(model, spec, image_size, device),
-               "ppo": lambda: bench_ppo(model, spec, image_size, device)}
+               "ppo": lambda: bench_ppo(model, spec, image_size, device),
+               "fast_act": lambda: bench_fast_act(model, spec, image_size, device),
+               "il_step_compiled": lambda: bench_il_step_compiled(model, spec, image_size, device, steps, ceiling,
+                                                                  results.get("il_step"))}
     for name in parts or spec.parts:
         measure(name, benches[name])
     return results
@@ -940,6 +1088,27 @@ def summary_rows(results: dict) -> list[tuple[str, str, str]]:
                 rows.append((size, f"decision-only {key}",
                              f"{row['decision_only_per_s']}/s vs generate-from-scene 2 tok {row['generate2_from_scene_per_s']}/s,"
                              f" {UPSTREAM_ANSWER_TOKENS} tok {row['generate_upstream_from_scene_per_s']}/s"))
+        fa = r.get("fast_act", {})
+        if "act_b1_old_ms" in fa:
+            rows.append((size, "act b1 old/new", f"{fa['act_b1_old_ms']} ms two passes -> {fa.get('act_b1_fused_ms')} "
+                         f"fused -> {fa.get('act_b1_fused_graphs_ms')} + CUDA graphs -> "
+                         f"{fa.get('act_b1_fused_graphs_vit_compiled_ms', fa.get('vit_compile_error'))} + ViT compiled "
+                         f"(target < 30; capture "
+                         f"{fa.get('graph_capture_s')} s; parts {fa.get('b1_parts_graphs')})"))
+        elif fa:
+            rows.append((size, "act b1 old/new", str(fa.get("error", fa.get("skipped")))))
+        for key, row in fa.items():
+            if key.startswith("decision_only_b") and isinstance(row, dict) and "generate2_per_s" in row:
+                rows.append((size, f"decision {key[14:]}", f"{row['decision_only_eager_per_s']}/s eager, "
+                             f"{row['decision_only_graphs_per_s']}/s graphs vs generate 2 tok {row['generate2_per_s']}/s, "
+                             f"{UPSTREAM_ANSWER_TOKENS} tok {row['generate_upstream_per_s']}/s "
+                             f"({row['speedup_vs_upstream_generate']}x; target 10x)"))
+        ilc = r.get("il_step_compiled", {})
+        if "samples_per_s" in ilc:
+            rows.append((size, "IL step compiled", f"{ilc['samples_per_s']} samples/s ({ilc.get('speedup_vs_eager')}x "
+                         f"eager), MFU {ilc.get('mfu_vs_ceiling')}, compile+first step {ilc['first_step_s']} s"))
+        elif ilc:
+            rows.append((size, "IL step compiled", str(ilc.get("error", ilc.get("skipped")))))
         il = r.get("il_step", {})
         if "error" in il or "skipped" in il or not il:
             rows.append((size, "IL step", str(il.get("error", il.get("skipped", "not run")))))
@@ -980,7 +1149,8 @@ def parse_args(argv=None):
                         help="seconds for the whole run; measurements that cannot start in time are skipped")
     parser.add_argument("--deadline", type=float, default=None, help=argparse.SUPPRESS)  # set for the children
     parser.add_argument("--parts", default=None,
-                        help="comma-separated subset/order of il_step,rollout,ppo (default: the size's own order)")
+                        help="comma-separated subset/order of fast_act,components,il_step,il_step_compiled,rollout,ppo "
+                             "(default: the size's own order)")
     return parser.parse_args(argv)
 
 
@@ -1011,9 +1181,10 @@ def main(argv=None) -> int:
     else:
         torch.set_num_threads(max(1, min(torch.get_num_threads(), int(os.environ.get("OMP_NUM_THREADS", "64")))))
         parts = tuple(args.parts.split(",")) if args.parts else None
-        unknown = [p for p in parts or () if p not in ("components", "il_step", "rollout", "ppo")]
+        known = ("fast_act", "components", "il_step", "il_step_compiled", "rollout", "ppo")
+        unknown = [p for p in parts or () if p not in known]
         if unknown:
-            print(f"gpu_bench: error: --parts: unknown {unknown}; expected components, il_step, rollout, ppo",
+            print(f"gpu_bench: error: --parts: unknown {unknown}; expected some of {', '.join(known)}",
                   file=sys.stderr)
             return 2
         file = ResultFile(path)

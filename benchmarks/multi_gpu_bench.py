@@ -1,13 +1,15 @@
 """Multi-GPU scaling of the stage-3 IL step and the PPO update (issue #11). Launch with torchrun:
 
-    torchrun --nproc_per_node=1 benchmarks/multi_gpu_bench.py --sizes 05b,3b --micro-batches 8 --out $OUT
-    torchrun --nproc_per_node=8 benchmarks/multi_gpu_bench.py --sizes 05b,3b --micro-batches 8 --out $OUT
-    python benchmarks/multi_gpu_bench.py --compare $OUT/multi_gpu_w1.json $OUT/multi_gpu_w8.json --out $OUT
+    torchrun --nproc_per_node=1 benchmarks/multi_gpu_bench.py --micro-batches 05b=4,3b=2 --il-setup 3b=4:ckpt --out $OUT
+    torchrun --nproc_per_node=2 benchmarks/multi_gpu_bench.py --micro-batches 05b=4,3b=2 --il-setup 3b=4:ckpt --out $OUT
+    python benchmarks/multi_gpu_bench.py --compare $OUT/multi_gpu_w1.json $OUT/multi_gpu_w2.json --out $OUT
 
 What is measured, per size, through the trainer's own pieces (``minddrive.train.distributed``:
-``init_distributed``, ``wrap_model``, the ``Engine``'s ``no_sync``/``backward``/``step``):
+``init_distributed``, ``freeze_parameters_without_grad``, ``wrap_model``, the ``Engine``'s ``no_sync``/``backward``/``step``):
 
-* IL step: real-shape stage-3 step, DDP for 0.5B, FSDP for 3B (DeepSpeed is not on the device image).
+* IL step: real-shape stage-3 step; 0.5B under DDP, 3B under FSDP configured as ZeRO-2 and, for comparison,
+  as full sharding (``STRATEGIES``; DeepSpeed is not installable on the device image). Every optimiser step is
+  timed on its own after ``--warmup`` untimed ones; samples/s comes from the median step, min/max are kept.
   The global batch is fixed: ``--micro-batches`` M micro-batches of B samples per optimiser step. A run
   with N processes gives each rank M/N of them and accumulates over those (``no_sync`` on all but the
   last), so the 1-process run accumulates M micro-batches and the N-process run ideally accumulates 1:
@@ -42,12 +44,13 @@ import gpu_bench as gb  # noqa: E402  (the shared model builder, synthetic data 
 LOSS_TOLERANCE = {"cuda": 2e-2, "cpu": 1e-4}
 
 
-def max_across_ranks(value: float, device: torch.device) -> float:
+def max_across_ranks(value, device: torch.device):
+    """Element-wise maximum over ranks of a float or a list of floats (the slowest rank sets a step's time)."""
     if not dist.is_initialized():
         return value
-    t = torch.tensor([value], dtype=torch.float64, device=device)
+    t = torch.tensor(value if isinstance(value, list) else [value], dtype=torch.float64, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return float(t.item())
+    return t.tolist() if isinstance(value, list) else float(t.item())
 
 
 def barrier_sync(device: torch.device) -> None:
@@ -56,10 +59,45 @@ def barrier_sync(device: torch.device) -> None:
         dist.barrier()
 
 
+def spread_ms(seconds: list[float]) -> dict:
+    """Median, min and max of per-step seconds, in ms."""
+    return dict(median=round(statistics.median(seconds) * 1e3, 1), min=round(min(seconds) * 1e3, 1),
+                max=round(max(seconds) * 1e3, 1))
+
+
+# Strategies by name. The 1-process run is always the bare model (no wrapper), the baseline of every row.
+WRAP_MODULES = ("Qwen2DecoderLayer", "_ViTBlock")  # one FSDP unit per LLM decoder layer and per ViT block
+STRATEGIES = {
+    # Trainable parameters without a gradient are frozen first (freeze_parameters_without_grad), so DDP
+    # needs no unused-parameter search.
+    "ddp": dict(type="ddp"),
+    "ddp_find_unused": dict(type="ddp", find_unused_parameters=True),  # runs 2-3's setting, for comparison
+    # ZeRO-2 as DeepSpeed applies it to this model: trainable weights, their gradients and AdamW state sharded,
+    # gathered once per forward and kept through backward; the frozen LLM base whole on every rank, never sent.
+    "fsdp_zero2": dict(type="fsdp", sharding_strategy="SHARD_GRAD_OP", shard_frozen=False, wrap_modules=WRAP_MODULES,
+                       sync_module_states=True, forward_prefetch=True, backward_prefetch="BACKWARD_PRE"),
+    # Runs 2-3's setting (ZeRO-3 over everything, frozen base included): all-gathers the whole model per pass.
+    "fsdp_full": dict(type="fsdp", sharding_strategy="FULL_SHARD", wrap_modules=WRAP_MODULES, sync_module_states=True),
+}
+DEFAULT_STRATEGIES = {"3b": ("fsdp_zero2", "fsdp_full")}  # other sizes: ("ddp",)
+
+
+def strategies_for(size: str, requested: str) -> list[str]:
+    names = DEFAULT_STRATEGIES.get(size, ("ddp",)) if requested == "auto" else requested.split(",")
+    unknown = [n for n in names if n not in STRATEGIES]
+    if unknown:
+        raise SystemExit(f"--strategy: unknown {unknown}; expected 'auto' or names from {sorted(STRATEGIES)}")
+    return list(names)
+
+
 def il_attempt(model, spec, image_size, info, strategy: dict, batch_size: int, checkpointing: bool,
-               micro_batches: int, warmup: int, steps: int, seed: int) -> dict:
-    """One (batch, checkpointing) configuration: warm-up steps, then ``steps`` timed optimiser steps."""
-    from minddrive.train.distributed import mean_across_ranks, wrap_model
+               micro_batches: int, warmup: int, steps: int, seed: int, no_sync_steps: int = 0) -> dict:
+    """One (batch, checkpointing) configuration: warm-up steps, then ``steps`` timed optimiser steps, each
+    timed on its own (device synchronised and ranks at a barrier before it; the slowest rank's time counts).
+
+    ``no_sync_steps`` (DDP, several processes): that many extra forward/backward passes with the gradient
+    all-reduce switched off, to tell the communication the backward pass does not hide from slow compute."""
+    from minddrive.train.distributed import freeze_parameters_without_grad, mean_across_ranks, wrap_model
     from minddrive.train.trainer import total_loss
 
     device, world = info.device, info.world_size
@@ -67,79 +105,83 @@ def il_attempt(model, spec, image_size, info, strategy: dict, batch_size: int, c
     mine = [info.rank * accumulate + j for j in range(accumulate)]  # this rank's global micro-batch indices
     batches = [gb.training_batch(model, batch_size, image_size, spec.text_len, device, seed=m) for m in mine]
     gb.set_gradient_checkpointing(model, checkpointing)
+
+    def probe():  # global micro-batch 0 on every rank: all ranks must freeze the same set
+        batch = batches[0] if mine[0] == 0 else gb.training_batch(model, batch_size, image_size, spec.text_len,
+                                                                   device, seed=0)
+        torch.manual_seed(seed)
+        with gb.autocast(device):
+            return total_loss(model(batch))
+
+    frozen = freeze_parameters_without_grad(model, probe) if not strategy.get("find_unused_parameters") else []
     engine = wrap_model(model, gb.make_optimizer, info, dict(strategy), grad_clip=35.0, accumulate=accumulate,
                         batch_size=batch_size)
     try:
-        losses = []
-        for step in range(warmup + steps):
+        losses, step_s, fwd_bwd_s, no_sync_s = [], [], [], []
+        for step in range(warmup + steps + no_sync_steps):
+            syncing = step < warmup + steps
+            barrier_sync(device)
             if step == warmup:
-                barrier_sync(device)
                 gb.reset_peak_memory(device)
-                started = time.perf_counter()
+            started = time.perf_counter()
             micro_losses = []
             for j, (m, batch) in enumerate(zip(mine, batches)):
                 torch.manual_seed(seed * 1_000_003 + step * 1000 + m)  # same draws for micro-batch m in every run
-                with engine.no_sync(accumulating=j < accumulate - 1), gb.autocast(device):
+                with engine.no_sync(accumulating=j < accumulate - 1 or not syncing), gb.autocast(device):
                     loss = total_loss(engine(batch))
                     engine.backward(loss)
                 micro_losses.append(loss.detach())
+            gb.synchronize(device)
+            backward_done = time.perf_counter()
+            if not syncing:  # diagnostic pass: no update, the weights stay those of the last timed step
+                engine.optimizer.zero_grad(set_to_none=True)
+                no_sync_s.append(backward_done - started)
+                continue
             engine.step()
+            gb.synchronize(device)
+            if step >= warmup:
+                step_s.append(time.perf_counter() - started)
+                fwd_bwd_s.append(backward_done - started)
             step_loss = float(torch.stack(micro_losses).float().mean())
             losses.append(mean_across_ranks({"loss": step_loss}, device)["loss"])
         barrier_sync(device)
-        seconds = time.perf_counter() - started
+        step_s, fwd_bwd_s = max_across_ranks(step_s, device), max_across_ranks(fwd_bwd_s, device)
+        if no_sync_s:
+            no_sync_s = max_across_ranks(no_sync_s, device)
+        peak = max_across_ranks(gb.peak_memory_gib(device), device)
     finally:
         del engine
         gb.set_gradient_checkpointing(model, False)
-    samples = steps * micro_batches * batch_size
-    return dict(batch_per_micro=batch_size, grad_checkpointing=checkpointing, micro_batches=micro_batches,
-                accumulate_per_rank=accumulate, global_batch=micro_batches * batch_size, timed_steps=steps,
-                step_ms=round(seconds / steps * 1e3, 1), samples_per_s=round(samples / seconds, 3),
-                peak_mem_gib_max_rank=max_across_ranks(gb.peak_memory_gib(device), device),
-                losses=[round(x, 6) for x in losses])
+    global_batch = micro_batches * batch_size
+    out = dict(batch_per_micro=batch_size, grad_checkpointing=checkpointing, micro_batches=micro_batches,
+               accumulate_per_rank=accumulate, global_batch=global_batch, warmup_steps=warmup, timed_steps=steps,
+               # throughput from the median step: one slow step (a clock dip, a straggler) does not move it
+               samples_per_s=round(global_batch / statistics.median(step_s), 3),
+               samples_per_s_mean=round(global_batch * steps / sum(step_s), 3),
+               step_ms=spread_ms(step_s), fwd_bwd_ms=spread_ms(fwd_bwd_s),
+               step_ms_all=[round(x * 1e3, 1) for x in step_s], peak_mem_gib_max_rank=peak,
+               losses=[round(x, 6) for x in losses], frozen_without_grad=frozen)
+    if no_sync_s:
+        out["fwd_bwd_ms_without_allreduce"] = spread_ms(no_sync_s)
+        out["allreduce_exposed_ms"] = round(out["fwd_bwd_ms"]["median"] - out["fwd_bwd_ms_without_allreduce"]["median"], 1)
+    return out
 
 
-def keep_adapter_switches_off_requires_grad(model) -> None:
-    """Under FSDP (``use_orig_params``) the parameters are non-leaf views of the gathered flat shards during
-    forward, and ``requires_grad_(False)`` on them raises. ``MindDrive.use_adapter`` re-applies the trainable
-    set (``requires_grad_``) on every switch, also when the adapter is already active, which the IL forward
-    does; this instance-level guard makes a switch to the active adapter a no-op (identical in effect: the
-    trainable set is unchanged). Switching to another adapter still calls the model's own method."""
-    own = model.use_adapter
-
-    def use_adapter(name: str) -> None:
-        if getattr(model, "_active_adapter", None) != name:
-            own(name)
-
-    model.use_adapter = use_adapter
-
-
-def build_for(spec, info, strategy: dict):
-    model, image_size, build = gb.build_model(spec, info.device)
-    model.train()
-    if strategy["type"] == "fsdp":
-        keep_adapter_switches_off_requires_grad(model)
-    return model, image_size, build
-
-
-def bench_il(spec, info, args, strategy: dict, keep: dict) -> dict:
-    model, image_size, build = build_for(spec, info, strategy)
-    fitted = fitted_setup(args.fit_from, spec.name)
-    if args.il_batch:
-        attempts = [(args.il_batch, args.grad_ckpt)]
-    elif fitted:
-        attempts = [fitted]
-    else:
-        attempts = list(spec.il_ladder)
+def bench_il(spec, info, args, strategy: dict, setup: tuple[int, bool] | None, keep: dict) -> dict:
+    model, image_size, build = build_for(spec, info)
+    attempts = [setup] if setup else list(spec.il_ladder)
+    micro_batches = args.micro_batches_for(spec.name)
+    no_sync_steps = args.no_sync_steps if strategy["type"] == "ddp" and info.is_distributed else 0
     tried = []
     for batch_size, checkpointing in attempts:
         # The model must start every attempt from the same weights: rebuild after a failed one.
         try:
-            out = il_attempt(model, spec, image_size, info, strategy, batch_size, checkpointing, args.micro_batches,
-                             args.warmup, args.steps, args.seed)
-            if strategy["type"] == "ddp":  # DDP leaves the module's parameters whole: PPO can reuse it
+            out = il_attempt(model, spec, image_size, info, strategy, batch_size, checkpointing, micro_batches,
+                             args.warmup, args.steps, args.seed, no_sync_steps)
+            # DDP and the bare model leave the module's parameters whole: the PPO part reuses the model.
+            if strategy["type"] == "ddp" or not info.is_distributed:
                 keep.update(model=model, image_size=image_size)
-            return dict(out, strategy=describe(strategy), model=build, oom_attempts=tried)
+            return dict(out, strategy=describe(strategy, info), model=build, oom_attempts=tried)
         except Exception as exc:
             if not gb.is_out_of_memory(exc):
                 raise
@@ -147,18 +189,36 @@ def bench_il(spec, info, args, strategy: dict, keep: dict) -> dict:
         tried.append(dict(batch=batch_size, grad_checkpointing=checkpointing))
         del model
         gb.free_memory(info.device)
-        model, image_size, build = build_for(spec, info, strategy)
+        model, image_size, build = build_for(spec, info)
     raise RuntimeError(f"out of memory in every configuration tried: {tried}")
 
 
-def fitted_setup(path: str | None, size: str) -> tuple[int, bool] | None:
-    """(batch, checkpointing) that fitted in gpu_bench.json's IL step for ``size``, to skip OOM retries."""
-    if not path or not Path(path).is_file():
-        return None
-    from minddrive.utils.io import read_json
+def build_for(spec, info):
+    model, image_size, build = gb.build_model(spec, info.device)
+    model.train()
+    return model, image_size, build
 
-    il = read_json(path).get(size, {}).get("il_step", {})
-    return (int(il["batch"]), bool(il["grad_checkpointing"])) if "batch" in il else None
+
+def il_setups(args) -> dict[str, tuple[int, bool]]:
+    """Per size (batch, checkpointing): ``--il-setup`` first, then gpu_bench.json's fitted setup (``--fit-from``);
+    a size in neither walks its OOM ladder."""
+    setups = {}
+    if args.fit_from and Path(args.fit_from).is_file():
+        from minddrive.utils.io import read_json
+
+        for size, entry in read_json(args.fit_from).items():
+            il = entry.get("il_step", {}) if isinstance(entry, dict) else {}
+            if "batch" in il:
+                setups[size] = (int(il["batch"]), bool(il["grad_checkpointing"]))
+    if args.il_batch:
+        setups = {size: (args.il_batch, args.grad_ckpt) for size in args.sizes.split(",")}
+    for item in filter(None, (args.il_setup or "").split(",")):
+        size, _, value = item.partition("=")
+        batch, _, flag = value.partition(":")
+        if not batch.isdigit() or flag not in ("", "ckpt"):
+            raise SystemExit(f"--il-setup: expected SIZE=BATCH or SIZE=BATCH:ckpt, got {item!r}")
+        setups[size] = (int(batch), flag == "ckpt")
+    return setups
 
 
 def bench_ppo(spec, info, args, keep: dict) -> dict:
@@ -181,36 +241,15 @@ def bench_ppo(spec, info, args, keep: dict) -> dict:
                 loss=round(metrics["loss"], 5))
 
 
-def fsdp_wrap_policy():
-    """One FSDP unit per Qwen2 decoder layer and per ViT block, so parameters, gradients and optimiser state
-    are sharded layer by layer (one root unit would gather the whole 3B model at once)."""
-    import functools
-
-    from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
-    from transformers.models.qwen2.modeling_qwen2 import Qwen2DecoderLayer
-
-    from minddrive.models.vision import _ViTBlock
-
-    return functools.partial(transformer_auto_wrap_policy, transformer_layer_cls={Qwen2DecoderLayer, _ViTBlock})
-
-
-def strategy_for(size: str, requested: str) -> dict:
-    """``wrap_model`` strategy. FSDP: ``minddrive.train.distributed`` already sets ``use_orig_params=True``
-    (frozen base weights and trainable LoRA share units); the auto-wrap policy and the rank-0 weight
-    broadcast are passed through as FSDP keyword arguments."""
-    kind = requested if requested != "auto" else ("fsdp" if size == "3b" else "ddp")
-    if kind == "ddp":
-        # Stage 3 trains the query decoder whose auxiliary heads get no gradient when their loss weight is 0.
-        return dict(type="ddp", find_unused_parameters=True)
-    return dict(type=kind, auto_wrap_policy=fsdp_wrap_policy(), sync_module_states=True)
-
-
-def describe(strategy: dict) -> dict:
-    """The strategy as JSON (the wrap policy is a function)."""
-    out = {k: v for k, v in strategy.items() if k != "auto_wrap_policy"}
-    if "auto_wrap_policy" in strategy:
-        out["auto_wrap"] = "per Qwen2DecoderLayer and ViT block"
-        out["use_orig_params"] = True  # set by minddrive.train.distributed.wrap_model
+def describe(strategy: dict, info) -> dict:
+    """The strategy as JSON; with one process every strategy is the bare model."""
+    if not info.is_distributed:
+        return dict(type="none (1 process, bare model)")
+    out = dict(strategy)
+    if out["type"] == "ddp":
+        out.setdefault("gradient_as_bucket_view", True)  # wrap_model's defaults
+    else:
+        out.update(use_orig_params=True, limit_all_gathers=out.get("limit_all_gathers", True))
     return out
 
 
@@ -220,28 +259,46 @@ def run(args) -> int:
     from minddrive.utils.seed import seed_everything
 
     info = init_distributed("pytorch" if "RANK" in os.environ else "none")
-    if args.micro_batches % info.world_size:
-        raise SystemExit(f"--micro-batches {args.micro_batches} must be a multiple of the {info.world_size} processes")
+    for size in args.sizes.split(","):
+        if args.micro_batches_for(size) % info.world_size:
+            raise SystemExit(f"--micro-batches for {size} ({args.micro_batches_for(size)}) must be a multiple of "
+                             f"the {info.world_size} processes")
     if info.device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
     seed_everything(args.seed)
+    setups = il_setups(args)
     out_path = Path(args.out) / f"multi_gpu_w{info.world_size}.json"
     results: dict[str, Any] = dict(world_size=info.world_size, device=info.device.type,
                                    device_name=torch.cuda.get_device_name(info.device) if info.device.type == "cuda"
                                    else "cpu", backend=dist.get_backend() if dist.is_initialized() else "none",
                                    nccl_nvls_enable=os.environ.get("NCCL_NVLS_ENABLE"), sizes={})
+
+    def save():  # after every measurement: a later timeout keeps what finished
+        if info.is_main:
+            write_json(out_path, results)
+
     for size in args.sizes.split(","):
         spec = gb.SIZES[size]
         entry: dict[str, Any] = {}
         results["sizes"][size] = entry
-        strategy = strategy_for(size, args.strategy)
+        names = strategies_for(size, args.strategy)
+        if not info.is_distributed:
+            names = names[:1]  # one process: the bare model whatever the strategy, measured once
         keep: dict[str, Any] = {}
-        gb.guarded(entry, "il_step", lambda: bench_il(spec, info, args, strategy, keep), info.device)
-        if strategy["type"] == "ddp" and not args.skip_ppo:
+        for i, name in enumerate(names):
+            keep.clear()  # every strategy starts from freshly built weights (the losses are compared)
+            gb.free_memory(info.device)
+            part = "il_step" if i == 0 else f"il_step_{name}"
+            result = gb.guarded(entry, part, lambda: bench_il(spec, info, args, dict(STRATEGIES[name]),
+                                                              setups.get(size), keep), info.device)
+            if result is not None:
+                result["strategy_name"] = name
+            save()
+        if not args.skip_ppo and any(STRATEGIES[n]["type"] == "ddp" for n in names):
             gb.guarded(entry, "ppo", lambda: bench_ppo(spec, info, args, keep), info.device)
+            save()
         keep.clear()
-        if info.is_main:  # written after every size: a later timeout keeps what finished
-            write_json(out_path, results)
+        gb.free_memory(info.device)
     if info.is_main:
         print(f"wrote {out_path}")
     shutdown_distributed()
@@ -252,19 +309,25 @@ def run(args) -> int:
 # Compare a 1-process run with an N-process run
 # ----------------------------------------------------------------------------------------------------------
 def compare(one: dict, many: dict) -> dict:
-    """Scaling efficiency and loss agreement of two ``multi_gpu_w*.json`` results."""
+    """Scaling efficiency and loss agreement of two ``multi_gpu_w*.json`` results.
+
+    Every N-process IL row (``il_step`` and ``il_step_<strategy>``) is compared with the 1-process ``il_step``
+    (the bare model). Efficiency uses the median step times; ``scaling_efficiency_range`` pairs the extremes
+    (slowest N-process step with the fastest 1-process step, and the reverse) to show the timing spread."""
     n = many["world_size"]
     tol = LOSS_TOLERANCE.get(many.get("device", "cuda"), 2e-2)
     report: dict[str, Any] = dict(world_sizes=[one["world_size"], n], device=many.get("device_name"),
                                   loss_tolerance_rel=tol,
                                   method=("same global batch: M micro-batches per step; 1 process accumulates M, "
-                                          "N processes accumulate M/N each; same per-micro-batch seeds"),
+                                          "N processes accumulate M/N each; same per-micro-batch seeds; "
+                                          "efficiency = N-process samples/s / (N x 1-process samples/s), "
+                                          "both from median step times after warm-up"),
                                   sizes={})
     for size, m in many.get("sizes", {}).items():
         o = one.get("sizes", {}).get(size, {})
         entry: dict[str, Any] = {}
-        for part in ("il_step", "ppo"):
-            a, b = o.get(part), m.get(part)
+        for part in [k for k in m if k.startswith("il_step")] + ["ppo"]:
+            a, b = o.get("il_step" if part.startswith("il_step") else part), m.get(part)
             if not a or not b:
                 continue
             if "error" in a or "error" in b:
@@ -274,37 +337,68 @@ def compare(one: dict, many: dict) -> dict:
             row = dict(samples_per_s_1=a["samples_per_s"], samples_per_s_n=b["samples_per_s"],
                        scaling_efficiency=round(eff, 3), peak_mem_gib_1=a["peak_mem_gib_max_rank"],
                        peak_mem_gib_n=b["peak_mem_gib_max_rank"])
-            if part == "il_step":
+            if part.startswith("il_step"):
                 same_setup = all(a[k] == b[k] for k in ("batch_per_micro", "grad_checkpointing", "global_batch"))
                 rel = [abs(x - y) / max(abs(x), 1e-8) for x, y in zip(a["losses"], b["losses"])]
                 row.update(strategy=b.get("strategy"), same_setup=same_setup, losses_1=a["losses"],
                            losses_n=b["losses"], max_rel_loss_diff=max(rel) if rel else None,
                            losses_match=bool(same_setup and rel and max(rel) <= tol),
                            loss_changed=bool(a["losses"] and abs(a["losses"][-1] - a["losses"][0]) > tol * abs(a["losses"][0])))
+                if isinstance(a.get("step_ms"), dict) and isinstance(b.get("step_ms"), dict):
+                    global_batch = b["global_batch"]
+                    worst = global_batch / b["step_ms"]["max"] / (n * global_batch / a["step_ms"]["min"])
+                    best = global_batch / b["step_ms"]["min"] / (n * global_batch / a["step_ms"]["max"])
+                    row.update(step_ms_1=a["step_ms"], step_ms_n=b["step_ms"], timed_steps=[a["timed_steps"],
+                               b["timed_steps"]], scaling_efficiency_range=[round(worst, 3), round(best, 3)])
+                    # Per micro-batch forward+backward: 1 process runs M of them per step, each rank M/N.
+                    row["fwd_bwd_ms_per_micro"] = [round(a["fwd_bwd_ms"]["median"] / a["accumulate_per_rank"], 1),
+                                                   round(b["fwd_bwd_ms"]["median"] / b["accumulate_per_rank"], 1)]
+                if "allreduce_exposed_ms" in b:
+                    row["allreduce_exposed_ms"] = b["allreduce_exposed_ms"]
             entry[part] = row
         report["sizes"][size] = entry
     return report
 
 
+class Args(argparse.Namespace):
+    def micro_batches_for(self, size: str) -> int:
+        """``--micro-batches`` is one number for every size or ``SIZE=M,...`` (sizes not named: the first M)."""
+        items = [x for x in str(self.micro_batches).split(",") if x]
+        plain = [int(x) for x in items if "=" not in x]
+        named = {k: int(v) for k, _, v in (x.partition("=") for x in items if "=" in x)}
+        if size in named:
+            return named[size]
+        if plain:
+            return plain[0]
+        return next(iter(named.values()))
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="05b,3b", help="comma-separated sizes from gpu_bench.SIZES")
-    parser.add_argument("--micro-batches", type=int, default=max(torch.cuda.device_count(), 2),
-                        help="micro-batches per optimiser step, global (a multiple of every process count used)")
+    parser.add_argument("--micro-batches", default=str(2 * max(torch.cuda.device_count(), 2)),
+                        help="micro-batches per optimiser step, global (a multiple of every process count used): "
+                             "one number, or per size, e.g. 05b=4,3b=2")
     parser.add_argument("--il-batch", type=int, default=None, help="samples per micro-batch (default: try 4, 2, 1)")
     parser.add_argument("--grad-ckpt", action="store_true", help="with --il-batch: gradient checkpointing on")
+    parser.add_argument("--il-setup", default=None, metavar="SIZE=BATCH[:ckpt],...",
+                        help="per-size micro-batch size and checkpointing, over --fit-from (e.g. 3b=4:ckpt)")
     parser.add_argument("--fit-from", default=None, metavar="GPU_BENCH_JSON",
                         help="take each size's micro-batch and checkpointing from gpu_bench.json's IL step")
-    parser.add_argument("--steps", type=int, default=3, help="timed optimiser steps")
+    parser.add_argument("--steps", type=int, default=6, help="timed optimiser steps")
     parser.add_argument("--warmup", type=int, default=1, help="untimed optimiser steps first")
-    parser.add_argument("--strategy", default="auto", choices=["auto", "ddp", "fsdp"],
-                        help="auto: DDP for 0.5B/tiny, FSDP for 3B")
+    parser.add_argument("--no-sync-steps", type=int, default=2,
+                        help="DDP with several processes: extra forward/backward passes without the all-reduce "
+                             "(how much communication the backward does not hide)")
+    parser.add_argument("--strategy", default="auto",
+                        help=f"auto (0.5B/tiny: ddp; 3B: fsdp_zero2 then fsdp_full) or comma-separated names from "
+                             f"{sorted(STRATEGIES)}")
     parser.add_argument("--skip-ppo", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="work_dirs/multi_gpu_bench")
     parser.add_argument("--compare", nargs=2, metavar=("ONE_JSON", "N_JSON"),
                         help="write OUT/multi_gpu.json from a 1-process and an N-process result")
-    return parser.parse_args(argv)
+    return parser.parse_args(argv, namespace=Args())
 
 
 def main(argv=None) -> int:
@@ -317,11 +411,16 @@ def main(argv=None) -> int:
         for size, entry in report["sizes"].items():
             for part, row in entry.items():
                 if "error" in row:
-                    print(f"{size:<5} {part:<8} error: {row['error']}")
+                    print(f"{size:<5} {part:<16} error: {row['error']}")
                     continue
                 extra = f", losses match: {row['losses_match']} (max rel {row['max_rel_loss_diff']:.2e})" \
-                    if part == "il_step" and row.get("max_rel_loss_diff") is not None else ""
-                print(f"{size:<5} {part:<8} {row['samples_per_s_1']} -> {row['samples_per_s_n']} samples/s, "
+                    if part.startswith("il_step") and row.get("max_rel_loss_diff") is not None else ""
+                if "scaling_efficiency_range" in row:
+                    extra += (f", range {row['scaling_efficiency_range']}, step ms 1: {row['step_ms_1']} "
+                              f"n: {row['step_ms_n']}")
+                if "allreduce_exposed_ms" in row:
+                    extra += f", exposed all-reduce {row['allreduce_exposed_ms']} ms/step"
+                print(f"{size:<5} {part:<16} {row['samples_per_s_1']} -> {row['samples_per_s_n']} samples/s, "
                       f"efficiency {row['scaling_efficiency']}, peak {row['peak_mem_gib_n']} GiB/GPU{extra}")
         print(f"wrote {Path(args.out) / 'multi_gpu.json'}")
         return 0

@@ -10,7 +10,7 @@
 #
 # Parts, each under its own timeout and all under TOTAL_BUDGET_S (a part that fails or times out is
 # recorded and the next one still runs):
-#   1. gpu_bench.py --size all (own budget 255 s)   -> $OUT/gpu_bench.json (rewritten after every figure)
+#   1. gpu_bench.py --size all (own budget 255 s; skip with SKIP_SINGLE=1)   -> $OUT/gpu_bench.json (rewritten after every figure)
 #   2. torchrun 1 process  multi_gpu_bench.py       -> $OUT/multi_gpu_w1.json
 #   3. torchrun all GPUs   multi_gpu_bench.py       -> $OUT/multi_gpu_wN.json   (skipped with one GPU)
 #   4. compare                                      -> $OUT/multi_gpu.json (scaling efficiency, loss agreement)
@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 
 OUT=${OUT:-work_dirs/gpu_run}
 PY=${PYTHON:-python3}
-TOTAL_BUDGET_S=${TOTAL_BUDGET_S:-540}
+TOTAL_BUDGET_S=${TOTAL_BUDGET_S:-565}
 SIZES=${SIZES:-05b,3b}
 export NCCL_NVLS_ENABLE=0          # NVLink multicast stays off (the machine sets it too)
 export TOKENIZERS_PARALLELISM=false
@@ -45,21 +45,28 @@ part() {
   echo "== $name: exit $rc after $(( $(date +%s) - start ))s"
 }
 
-MICRO=$(( NGPU > 1 ? NGPU : 2 ))
+# Multi-GPU part (~200 s measured budget, capped at 300 s): the same global batch in both runs. 0.5B: 2
+# micro-batches of 4 per GPU per step (the 1-GPU run accumulates all of them), DDP; 3B at the upstream
+# batch of 4 per GPU with activation checkpointing (LLM layers and ViT blocks), one micro-batch per GPU,
+# FSDP as ZeRO-2 then runs 2-3's full sharding for comparison. 1 warm-up + 6 timed steps; medians and spread.
+MICRO="05b=$(( 2 * (NGPU > 1 ? NGPU : 2) )),3b=$(( NGPU > 1 ? NGPU : 2 ))"
+MULTI_ARGS=(--sizes "$SIZES" --micro-batches "$MICRO" --il-setup 3b=4:ckpt --warmup 1 --steps 6
+            --fit-from "$OUT/gpu_bench.json" --out "$OUT")
 PORT=$(( 29500 + RANDOM % 1000 ))
 # gpu_bench keeps its own budget (255 s) 5 s inside the part's cap, writes gpu_bench.json after every
-# measurement, and runs the figures in order of importance: 0.5B act component breakdown (bf16 copy),
-# 0.5B act + generation baseline, 0.5B IL step
-# (MFU), 0.5B PPO, then 3B IL step, 3B act.
-part gpu_bench gpu_bench.log 260 \
-  $PY benchmarks/gpu_bench.py --size all --steps 5 --budget-s 255 --size-timeout 190 --out "$OUT"
-part multi_gpu_w1 multi_gpu.log 130 \
-  $PY -m torch.distributed.run --nproc_per_node=1 --master_port=$PORT benchmarks/multi_gpu_bench.py \
-    --sizes "$SIZES" --micro-batches $MICRO --steps 2 --fit-from "$OUT/gpu_bench.json" --out "$OUT"
+# measurement, and runs the figures in order of importance: 0.5B fast_act (act at batch 1 old -> fused
+# decision+value -> + CUDA graphs -> + compiled ViT; decision-only vs generation at batch 32), 0.5B IL step
+# eager then with the compiled ViT (MFU), 0.5B PPO, then 3B IL step, 3B fast_act.
+if [ "${SKIP_SINGLE:-0}" = 1 ]; then echo "== gpu_bench: skipped (SKIP_SINGLE=1)"; else
+  part gpu_bench gpu_bench.log 260 \
+    $PY benchmarks/gpu_bench.py --size all --steps 5 --budget-s 255 --size-timeout 190 --out "$OUT"
+fi
+part multi_gpu_w1 multi_gpu.log 145 \
+  $PY -m torch.distributed.run --nproc_per_node=1 --master_port=$PORT benchmarks/multi_gpu_bench.py "${MULTI_ARGS[@]}"
 if [ "$NGPU" -gt 1 ]; then
-  part "multi_gpu_w$NGPU" multi_gpu.log 140 \
+  part "multi_gpu_w$NGPU" multi_gpu.log 150 \
     $PY -m torch.distributed.run --nproc_per_node=$NGPU --master_port=$((PORT + 1)) benchmarks/multi_gpu_bench.py \
-      --sizes "$SIZES" --micro-batches $MICRO --steps 2 --fit-from "$OUT/gpu_bench.json" --out "$OUT"
+      "${MULTI_ARGS[@]}"
   if [ -f "$OUT/multi_gpu_w1.json" ] && [ -f "$OUT/multi_gpu_w$NGPU.json" ]; then
     $PY benchmarks/multi_gpu_bench.py --compare "$OUT/multi_gpu_w1.json" "$OUT/multi_gpu_w$NGPU.json" --out "$OUT"
   else

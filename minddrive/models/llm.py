@@ -155,3 +155,51 @@ class LLMHandle(nn.Module):
     def __init__(self, peft_model):
         super().__init__()
         self.peft = peft_model
+
+
+class RowAdapterSplit:
+    """One LLM forward whose batch rows use different LoRA adapters: the rows split into ``len(adapters)``
+    equal contiguous blocks, block ``i`` with ``adapters[i]`` (e.g. decision and value over the same prompt,
+    ``torch.cat([x, x])``, in one pass instead of two).
+
+    Inside the context every LoRA layer runs its base weight over all rows (no active adapter) and a forward
+    hook adds each block's own update ``lora_B(lora_A(dropout(x))) * scaling`` in place, the expression PEFT's
+    ``Linear.forward`` evaluates for one active adapter, so each block equals a pass with that adapter alone
+    (up to the base matmul running over more rows). Unlike PEFT's ``forward(adapter_names=...)`` it needs no
+    index lists built on the host per layer, so the pass can be captured in a CUDA graph, and it keeps
+    autograd working (PPO can score decision and value in one pass too).
+    """
+
+    def __init__(self, layers: list[nn.Module], adapters: tuple[str, ...]):
+        if not layers:
+            raise ValueError("RowAdapterSplit needs the PEFT LoRA layers (llm.lora_layers found none)")
+        self.layers, self.adapters = layers, tuple(adapters)
+        self._saved: list[Any] = []
+        self._hooks: list[Any] = []
+
+    def _hook(self, layer, args, output):
+        x = args[0]
+        rows = x.shape[0] // len(self.adapters)
+        for i, name in enumerate(self.adapters):
+            if name not in layer.lora_A:
+                continue
+            lora_a, lora_b = layer.lora_A[name], layer.lora_B[name]
+            block = x[i * rows:(i + 1) * rows].to(lora_a.weight.dtype)
+            update = lora_b(lora_a(layer.lora_dropout[name](block))) * layer.scaling[name]
+            output[i * rows:(i + 1) * rows] += update.to(output.dtype)
+        return output
+
+    def __enter__(self):
+        for layer in self.layers:
+            self._saved.append(layer._active_adapter)
+            layer._active_adapter = []
+            self._hooks.append(layer.register_forward_hook(self._hook))
+        return self
+
+    def __exit__(self, *exc):
+        for hook in self._hooks:
+            hook.remove()
+        for layer, saved in zip(self.layers, self._saved):
+            layer._active_adapter = saved
+        self._hooks, self._saved = [], []
+        return False

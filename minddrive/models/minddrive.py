@@ -31,8 +31,8 @@ from minddrive.constants import (EGO_STATE_DIM, IMAGE_TOKEN, NUM_PATH_ACTIONS, N
 from minddrive.data import prompts
 from minddrive.errors import UserError
 from minddrive.models import losses as L
-from minddrive.models.llm import (ADAPTERS, LLMHandle, activation_checkpointing_enabled, build_llm, build_tokenizer,
-                                  is_base_parameter, lora_layers, set_activation_checkpointing)
+from minddrive.models.llm import (ADAPTERS, LLMHandle, RowAdapterSplit, activation_checkpointing_enabled, build_llm,
+                                  build_tokenizer, is_base_parameter, lora_layers, set_activation_checkpointing)
 from minddrive.models.position_embedding import PETRPositionEmbedding
 from minddrive.models.query_decoder import select_top
 from minddrive.registry import MODELS, build
@@ -44,6 +44,7 @@ DEFAULT_LOSS_WEIGHTS = dict(lm=1.0, planning=3.0, map_boundary=3.0, kl=3.0, coll
                             aux_lane=0.0)
 # Fixed input scales for the ego/navigation token (metres and m/s are O(10)).
 _POSITION_SCALE, _STATE_SCALE = 20.0, 10.0
+PATH_ANCHORS = ("none", "route")
 
 
 @MODELS.register_module()
@@ -53,7 +54,8 @@ class MindDrive(nn.Module):
                  loss_weights: dict | None = None, map_boundary_threshold: float = 1.0,
                  ego_size: tuple[float, float] = (4.9, 2.1), collision_margin: float = 0.5,
                  trainable: Iterable[str] = ("action_expert", "vision", "projector", "query_decoder", "trajectory_head"),
-                 plan_from_ego_token: bool = True, plan_from_decision_token: bool = True, seed: int = 0):
+                 plan_from_ego_token: bool = True, plan_from_decision_token: bool = True,
+                 path_anchor: str = "none", seed: int = 0):
         super().__init__()
         # Everything random below is drawn from ``seed``, so a config rebuilds the identical frozen base
         # (checkpoints store only the trainable weights).
@@ -93,6 +95,11 @@ class MindDrive(nn.Module):
         head_in = hidden * (1 + int(plan_from_decision_token) + int(plan_from_ego_token))
         self.ego_plan_norm = nn.LayerNorm(hidden) if plan_from_ego_token else nn.Identity()
         self.trajectory_head = build(dict(trajectory_head, in_dim=head_in), MODELS, where="model.trajectory_head")
+        # ``path_anchor="route"``: the path branch predicts an offset from the navigation route (the ego position
+        # through the next target points, resampled 2 m apart: the same polyline in training and closed loop).
+        # Expert clips never leave the lane, so a path regressed from scratch learns no recovery; anchored, a
+        # plan that has drifted still points back along the route (benchmarks/RESULTS.md, RL).
+        self.path_anchor = self._check_path_anchor(path_anchor)
 
         ids = {t: self.tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
         self.image_token_id, self.waypoint_token_id = ids[IMAGE_TOKEN], ids[WAYPOINT_TOKEN]
@@ -109,6 +116,8 @@ class MindDrive(nn.Module):
         self._lora_parameters = [p for n, p in self.llm.named_parameters() if not is_base_parameter(n)]
         self._lora_layers = lora_layers(self.llm.peft)
         self._active_adapter: str | None = None
+        # Inference-only fast path for the LLM passes (set by MindDrivePolicy(cuda_graphs=True)); None = eager.
+        self.decoder_graphs = None
         self.set_trainable(trainable)
         self.use_adapter("action_expert")
 
@@ -288,11 +297,30 @@ class MindDrive(nn.Module):
             new_labels = torch.where(in_scene, torch.full_like(labels[:, :1], -100), torch.gather(labels, 1, text_src))
         return embeds, mask, new_labels, ids
 
-    def run_llm(self, adapter: str, embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Last hidden states (B, L, H) of the LLM with ``adapter`` active."""
-        self.use_adapter(adapter)
+    def run_llm(self, adapter: str | tuple[str, ...], embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Last hidden states (B, L, H) of the LLM with ``adapter`` active; a tuple of adapters splits the rows
+        into that many equal blocks, block ``i`` under ``adapter[i]``, in one pass (:class:`RowAdapterSplit`).
+
+        Without gradients, a runner installed as ``decoder_graphs`` (``minddrive.models.policy.DecoderGraphs``:
+        CUDA graphs per static shape) replays the pass instead of launching it kernel by kernel."""
+        adapters = (adapter,) if isinstance(adapter, str) else tuple(adapter)
+        if self.decoder_graphs is not None and not torch.is_grad_enabled():
+            return self.decoder_graphs(adapters, embeds, attention_mask, self.decoder_forward)
+        return self.decoder_forward(adapters, embeds, attention_mask)
+
+    def decoder_forward(self, adapters: tuple[str, ...], embeds: torch.Tensor, attention_mask: torch.Tensor
+                        ) -> torch.Tensor:
+        """The eager LLM pass behind :meth:`run_llm`. ``attention_mask`` is (B, L) padding, or an already built
+        (B, 1, L, L) boolean mask (True = attend), which transformers passes to SDPA as it is: the form a CUDA
+        graph needs, since building the mask from (B, L) reads it on the host."""
         decoder, _ = self._decoder_lm
-        return decoder(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        if len(adapters) == 1:
+            self.use_adapter(adapters[0])
+            return decoder(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        if embeds.shape[0] % len(adapters):
+            raise ValueError(f"run_llm: {embeds.shape[0]} rows do not split into {len(adapters)} adapter blocks")
+        with RowAdapterSplit(self._lora_layers, adapters):
+            return decoder(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False).last_hidden_state
 
     def tokenize_prompts(self, texts: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
         """Right-padded ids/mask for prompt texts (cached per text: prompts repeat across steps)."""
@@ -343,7 +371,9 @@ class MindDrive(nn.Module):
         """Decision-expert logits of the 7 speed tokens at the answer position (B, 7): one forward pass."""
         embeds, mask = self.decision_inputs(batch, scene)
         hidden = self.run_llm("decision_expert", embeds, mask)
-        last = hidden[torch.arange(hidden.shape[0], device=hidden.device), mask.sum(1) - 1]
+        return self._speed_logits(_last_state(hidden, mask))
+
+    def _speed_logits(self, last: torch.Tensor) -> torch.Tensor:
         _, lm_head = self._decoder_lm
         # Restricting the output projection to the 7 rows equals taking those columns of the full logits.
         weight = lm_head.weight[self.speed_token_ids]
@@ -362,8 +392,25 @@ class MindDrive(nn.Module):
             scene, _ = self.encode_scene(batch)
         embeds, mask = self.decision_inputs(batch, scene)
         hidden = self.run_llm("value_expert", embeds, mask)
-        last = hidden[torch.arange(hidden.shape[0], device=hidden.device), mask.sum(1) - 1]
-        return self.value_head(last.float()).squeeze(-1)
+        return self.value_head(_last_state(hidden, mask).float()).squeeze(-1)
+
+    def decision_and_value(self, batch: dict[str, Any], scene: torch.Tensor | None = None,
+                           temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """(:meth:`decision_log_probs`, :meth:`value`) from ONE LLM pass: both read the same decision prompt,
+        so its 2B rows (decision copy, value copy) run together, each block under its own adapter. Same
+        numbers as the two passes (up to the base matmuls running over 2B rows); half the launches, and the
+        frozen base weights are read once. Falls back to two passes where the LoRA layers are not reachable."""
+        if scene is None:
+            scene, _ = self.encode_scene(batch)
+        if not self._lora_layers:
+            return self.decision_log_probs(batch, scene, temperature), self.value(batch, scene)
+        embeds, mask = self.decision_inputs(batch, scene)
+        b = embeds.shape[0]
+        hidden = self.run_llm(("decision_expert", "value_expert"), torch.cat([embeds, embeds]), torch.cat([mask, mask]))
+        last = _last_state(hidden, torch.cat([mask, mask]))
+        logits = self._speed_logits(last[:b])
+        value = self.value_head(last[b:].float()).squeeze(-1)
+        return torch.log_softmax(logits / temperature, dim=-1), value
 
     def _planning_states(self, hidden: torch.Tensor, ids: torch.Tensor, scene: torch.Tensor):
         """Trajectory-head inputs (float32) for the speed and path branches, and ``present`` (B,): whether the
@@ -397,7 +444,21 @@ class MindDrive(nn.Module):
         embeds, mask, _, new_ids = self.splice_scene(ids, mask, scene, validate=False)
         hidden = self.run_llm("action_expert", embeds, mask)
         h_wp, h_path, _ = self._planning_states(hidden, new_ids, scene)
-        return self.trajectory_head(h_wp, h_path)
+        out = self.trajectory_head(h_wp, h_path)
+        out["path"] = out["path"] + self._path_anchor(batch, out["path"])
+        return out
+
+    @staticmethod
+    def _check_path_anchor(path_anchor: str) -> str:
+        if path_anchor not in PATH_ANCHORS:
+            raise UserError(f"model.path_anchor: expected one of {', '.join(PATH_ANCHORS)}, got {path_anchor!r}")
+        return path_anchor
+
+    def _path_anchor(self, batch: dict[str, Any], path: torch.Tensor) -> torch.Tensor:
+        """What the path branch's output is added to: zeros, or the route's first path points (B, P, 2)."""
+        if self.path_anchor == "none":
+            return torch.zeros_like(path)
+        return batch["route"].to(path.device, path.dtype)[:, :path.shape[1]]
 
     # ------------------------------------------------------------------ training
     def forward(self, batch: dict[str, Any], return_memory: bool = False):
@@ -430,8 +491,12 @@ class MindDrive(nn.Module):
         wp_mask = batch["ego_fut_mask"].to(device).float() * has_plan.unsqueeze(-1)
         path_mask = batch["path_mask"].to(device).float() * has_plan.unsqueeze(-1)
         gt_wp, gt_path = batch["ego_fut_traj"].to(device).float(), batch["path_points"].to(device).float()
-        out = self.trajectory_head(h_wp, h_path, gt_wp, wp_mask, gt_path, path_mask,
+        anchor = self._path_anchor(batch, gt_path)
+        out = self.trajectory_head(h_wp, h_path, gt_wp, wp_mask, gt_path - anchor, path_mask,
                                    sample=self.training)
+        out["path"] = out["path"] + anchor
+        if "prior_path" in out:
+            out["prior_path"] = out["prior_path"] + anchor
         wp, path = out["speed_waypoints"], out["path"]
         plan_l1 = L.masked_l1(wp, gt_wp, wp_mask) + L.masked_l1(path, gt_path, path_mask)
         if "prior_speed_waypoints" in out:
@@ -490,6 +555,11 @@ class MindDrive(nn.Module):
         first = out[:, 0]
         match = first.unsqueeze(-1) == self.speed_token_ids.unsqueeze(0)
         return torch.where(match.any(-1), match.float().argmax(-1), torch.full_like(first, -1))
+
+
+def _last_state(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Hidden state (B, H) at each row's last valid position (right padding)."""
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), mask.sum(1) - 1]
 
 
 def _state_at_first(hidden: torch.Tensor, where: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,8 +1,8 @@
 """``MindDrivePolicy``: the rollout/evaluation face of the model (interfaces.py ``policy.act``).
 
-One ``act`` call per batch of observations: the scene is encoded once, then one decision-expert pass
-scores the 7 speed tokens, one value pass gives V(s), and one action-expert pass conditioned on the
-chosen decision gives the path and speed waypoints. ``evaluate_decisions`` recomputes the decision
+One ``act`` call per batch of observations: the scene is encoded once, then one LLM pass scores the 7
+speed tokens (decision expert) and V(s) (value expert) over the same prompt, and one action-expert pass
+conditioned on the chosen decision gives the path and speed waypoints. ``evaluate_decisions`` recomputes the decision
 distribution and value for stored inputs *with* gradients, for PPO.
 """
 
@@ -32,16 +32,92 @@ def _eval_mode(module: torch.nn.Module):
         module.train(was)
 
 
+class DecoderGraphs:
+    """CUDA graphs of the LLM pass, captured once per static shape and replayed (``MindDrive.decoder_graphs``).
+
+    ``act``'s LLM passes have static shapes per batch size (prompts come from fixed-width token tables), and
+    at small batches a 24-layer pass with LoRA on 7 projections is bound by kernel launches, not by the GPU
+    (run 3: ~50 ms per 0.5B pass at batch 1). A graph replays the whole pass as one launch. Keyed by (adapters,
+    input shape, dtype, autocast); inputs are copied into the graph's static buffers and the output is cloned,
+    so results never alias a later replay. The mask is built inside the graph as a (B, 1, L, L) boolean
+    causal-and-padding mask from the (B, L) one, because transformers reads a (B, L) mask on the host to
+    decide whether it can be dropped (a sync, illegal while capturing). A shape whose capture fails is
+    recorded in ``failures`` and runs eagerly from then on: the fast path can only cost speed, never a run.
+    """
+
+    def __init__(self, max_graphs: int = 8, warmup: int = 2):
+        self.max_graphs, self.warmup = max_graphs, warmup
+        self.graphs: dict[tuple, tuple] = {}
+        self.failures: dict[tuple, str] = {}
+
+    @staticmethod
+    def full_mask(mask: torch.Tensor) -> torch.Tensor:
+        """(B, L) padding mask -> (B, 1, L, L) boolean: causal and key not padding (True = attend)."""
+        length = mask.shape[1]
+        causal = torch.ones(length, length, dtype=torch.bool, device=mask.device).tril()
+        return causal[None, None] & mask.bool()[:, None, None, :]
+
+    def _key(self, adapters, embeds: torch.Tensor, mask: torch.Tensor) -> tuple:
+        autocast = torch.is_autocast_enabled("cuda")
+        return (adapters, tuple(embeds.shape), embeds.dtype, mask.dtype, autocast,
+                torch.get_autocast_dtype("cuda") if autocast else None)
+
+    def __call__(self, adapters: tuple[str, ...], embeds: torch.Tensor, mask: torch.Tensor, forward) -> torch.Tensor:
+        if embeds.device.type != "cuda" or mask.dim() != 2:
+            return forward(adapters, embeds, mask)
+        key = self._key(adapters, embeds, mask)
+        entry = self.graphs.get(key)
+        if entry is None:
+            if key in self.failures or len(self.graphs) >= self.max_graphs:
+                return forward(adapters, embeds, mask)
+            try:
+                entry = self._capture(adapters, embeds, mask, forward)
+            except Exception as exc:  # e.g. a host sync inside a new transformers version: stay eager
+                self.failures[key] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+                torch.cuda.synchronize(embeds.device)
+                return forward(adapters, embeds, mask)
+            self.graphs[key] = entry
+        static_embeds, static_mask, static_out, graph = entry
+        static_embeds.copy_(embeds)
+        static_mask.copy_(mask)
+        graph.replay()
+        return static_out.clone()
+
+    def _capture(self, adapters, embeds, mask, forward):
+        static_embeds, static_mask = embeds.clone(), mask.clone()
+
+        def run():
+            return forward(adapters, static_embeds, self.full_mask(static_mask))
+
+        side = torch.cuda.Stream(device=embeds.device)
+        side.wait_stream(torch.cuda.current_stream(embeds.device))
+        with torch.cuda.stream(side):  # warm-up outside the graph: cuBLAS handles, lazy inits, autotuning
+            for _ in range(self.warmup):
+                run()
+        torch.cuda.current_stream(embeds.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_out = run()
+        return static_embeds, static_mask, static_out, graph
+
+
 class MindDrivePolicy(torch.nn.Module):
     """A thin ``nn.Module`` around :class:`~minddrive.models.minddrive.MindDrive`: ``parameters()``, ``train()``,
     ``to()``, ``state_dict()`` and DDP wrapping reach the model (held as ``self.model``); ``forward`` is
     ``evaluate_decisions`` so a DDP-wrapped policy synchronises the PPO gradients."""
 
-    def __init__(self, model, device: str | torch.device | None = None, dtype: str | None = None):
+    def __init__(self, model, device: str | torch.device | None = None, dtype: str | None = None,
+                 fuse_decision_value: bool = True, cuda_graphs: bool = False):
         """``dtype`` (``"float32"``, ``"bfloat16"``, ``"float16"``) casts every weight, for inference: a
         bf16 model on GPU skips autocast's per-call weight casts and float32 norms (rollout/eval use).
-        ``None`` keeps the model's weights as they are (training keeps float32 masters + autocast)."""
+        ``None`` keeps the model's weights as they are (training keeps float32 masters + autocast).
+
+        ``fuse_decision_value`` scores the decision and the value in one LLM pass over 2B rows
+        (``MindDrive.decision_and_value``) in ``act`` and ``evaluate_decisions`` alike, so PPO recomputes
+        exactly what the rollout saw. ``cuda_graphs`` replays ``act``'s LLM passes from CUDA graphs
+        (:class:`DecoderGraphs`; CUDA only, inference only, captured at the first call of each batch size)."""
         super().__init__()
+        self.fuse_decision_value = fuse_decision_value
         model = model if device is None else model.to(device)
         if dtype is not None:
             if dtype not in _DTYPES:
@@ -50,6 +126,10 @@ class MindDrivePolicy(torch.nn.Module):
                 raise UserError(f"policy.dtype: expected one of {sorted(_DTYPES)}, got {dtype!r}")
             model = model.to(_DTYPES[dtype])
         self.model = model
+        if cuda_graphs and model.decoder_graphs is None:
+            model.decoder_graphs = DecoderGraphs()
+        elif not cuda_graphs:
+            model.decoder_graphs = None
 
     @property
     def device(self) -> torch.device:
@@ -112,19 +192,26 @@ class MindDrivePolicy(torch.nn.Module):
         model = self.model
         with _eval_mode(model), self._autocast():
             scene, dec = model.encode_scene(batch)
-            log_probs = model.decision_log_probs(batch, scene, temperature).float()
+            log_probs, value = self._decision_and_value(batch, scene, temperature)
             if decision is None:
                 if sample:
                     decision = torch.multinomial(log_probs.exp(), 1, generator=generator).squeeze(-1)
                 else:
                     decision = log_probs.argmax(-1)
             decision = decision.to(log_probs.device).long()
-            value = model.value(batch, scene).float()
             path_decision = batch["command"].to(log_probs.device).long()
             plan = model.plan(batch, decision, path_decision, scene)
         memory = {"prev_memory": dec["memory"], "prev_memory_mask": dec["memory_mask"]}
         return ActOutput(decision=decision, log_probs=log_probs, value=value, path=plan["path"].float(),
                          speed_waypoints=plan["speed_waypoints"].float(), path_decision=path_decision, memory=memory)
+
+    def _decision_and_value(self, batch, scene, temperature) -> tuple[torch.Tensor, torch.Tensor]:
+        """Float32 (log-probs (B, 7), value (B,)): one fused LLM pass, or the decision and value passes."""
+        if self.fuse_decision_value:
+            log_probs, value = self.model.decision_and_value(batch, scene, temperature)
+        else:
+            log_probs, value = self.model.decision_log_probs(batch, scene, temperature), self.model.value(batch, scene)
+        return log_probs.float(), value.float()
 
     def evaluate_decisions(self, batch: dict[str, torch.Tensor], actions: torch.Tensor, temperature: float = 1.0
                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -136,8 +223,7 @@ class MindDrivePolicy(torch.nn.Module):
         model = self.model
         with _eval_mode(model), model.no_llm_gradient_checkpointing(), self._autocast():
             scene, _ = model.encode_scene(batch)
-            log_probs = model.decision_log_probs(batch, scene, temperature).float()
-            value = model.value(batch, scene).float()
+            log_probs, value = self._decision_and_value(batch, scene, temperature)
         entropy = -(log_probs.exp() * log_probs).sum(-1)
         assert actions.shape[0] == log_probs.shape[0], "actions must have one entry per batch row"
         return log_probs, value, entropy

@@ -111,7 +111,15 @@ class _ViTBlock(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v)
         return out.transpose(1, 2).reshape(b, t, c)
 
-    def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, hw: tuple[int, int], checkpointed: bool = False) -> torch.Tensor:
+        # Recompute-in-backward happens inside the block, so a wrapper around the block (FSDP) runs its own
+        # forward once: recomputing through the wrapper re-gathers and re-binds its parameters mid-backward,
+        # which FSDP's SHARD_GRAD_OP refuses ("changing the parameters between forward and backward").
+        if checkpointed:
+            return checkpoint(self._block, x, hw, use_reentrant=False)
+        return self._block(x, hw)
+
+    def _block(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         h, w = hw
         b, _, c = x.shape
         y = self.norm1(x)
@@ -138,13 +146,14 @@ class EVA02ViT(nn.Module):
 
     Global attention in blocks ``global_every-1, 2*global_every-1, ...`` (2, 5, 8, ... for 3) and windowed
     attention elsewhere, as the EVA-02 detection backbones. Absolute position embeddings are bicubically
-    resized when the input differs from ``img_size``. ``grad_checkpoint`` recomputes each block in backward.
+    resized when the input differs from ``img_size``. ``grad_checkpoint`` recomputes each block in backward;
+    ``compile_blocks`` compiles the blocks (:meth:`compile_blocks`; CUDA runs, a C++ toolchain for CPU).
     """
 
     def __init__(self, img_size: tuple[int, int] = (640, 640), patch_size: int = 16, embed_dim: int = 1024,
                  depth: int = 24, num_heads: int = 16, mlp_ratio: float = 4 * 2 / 3, window_size: int = 16,
                  global_every: int = 3, out_channels: int | None = None, grad_checkpoint: bool = False,
-                 pretrained: str | None = None):
+                 pretrained: str | None = None, compile_blocks: bool = False):
         super().__init__()
         self.patch_size = patch_size
         self.stride = patch_size
@@ -160,6 +169,31 @@ class EVA02ViT(nn.Module):
         self.neck = nn.Identity() if self.out_channels == embed_dim else nn.Conv2d(embed_dim, self.out_channels, 1)
         self.grad_checkpoint = grad_checkpoint
         load_local_weights(self, pretrained, "model.vision.backbone")
+        self.compiled_blocks = False
+        if compile_blocks:
+            self.compile_blocks()
+
+    def compile_blocks(self, backend: str = "inductor", mode: str | None = None) -> None:
+        """Regional compilation: ``torch.compile`` each block in place (``nn.Module.compile``: parameter names
+        and checkpoints unchanged). The blocks share one class and one ``forward``, so Dynamo traces it once
+        per variant (windowed / global attention; train / inference; dtype) and every block reuses that code:
+        compile time is that of one block, not of the 24-block model. Inductor fuses the LayerNorms, the
+        SwiGLU gate, residual adds and the window pad/permute copies, and pads the MLP's 2730-wide matmuls to
+        aligned shapes. The first forward of each variant pays the compile."""
+        import torch._dynamo
+
+        # 2 attention variants x (train, eval, inference dtype) fit; the default limit of 8 could silently
+        # drop later variants back to eager.
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 32)
+        for block in self.blocks:
+            block.compile(backend=backend, mode=mode, dynamic=False)
+        self.compiled_blocks = True
+
+    def decompile_blocks(self) -> None:
+        """Back to eager blocks (undoes :meth:`compile_blocks`; the compiled code stays cached)."""
+        for block in self.blocks:
+            block._compiled_call_impl = None  # what nn.Module.compile sets; None = plain forward
+        self.compiled_blocks = False
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(images)
@@ -168,11 +202,9 @@ class EVA02ViT(nn.Module):
         if (h, w) != self.grid:
             pos = F.interpolate(pos, size=(h, w), mode="bicubic", align_corners=False)
         x = (x + pos).flatten(2).transpose(1, 2)
+        checkpointed = self.grad_checkpoint and self.training and torch.is_grad_enabled()
         for block in self.blocks:
-            if self.grad_checkpoint and self.training and torch.is_grad_enabled():
-                x = checkpoint(block, x, (h, w), use_reentrant=False)
-            else:
-                x = block(x, (h, w))
+            x = block(x, (h, w), checkpointed=checkpointed)
         x = self.norm(x).transpose(1, 2).reshape(b, c, h, w)
         return self.neck(x)
 

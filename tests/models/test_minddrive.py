@@ -261,3 +261,37 @@ def test_llm_checkpointing_toggle_uses_the_current_transformers_api(tiny_cfg, mo
             assert not model.gradient_checkpointing()
         assert model.gradient_checkpointing()
     assert not [w for w in caught if "checkpointing" in str(w.message)], [str(w.message) for w in caught]
+
+
+def test_route_anchored_path_is_the_route_plus_the_heads_offset(tiny_model, tiny_batch):
+    """``path_anchor="route"`` (the tiny configs): plan and training both add the route to the path branch."""
+    import pytest
+
+    from minddrive.errors import UserError
+
+    assert tiny_model.path_anchor == "route"
+    head = tiny_model.trajectory_head
+    seen = {}
+
+    class ZeroOffsetHead(torch.nn.Module):
+        def forward(self, h_wp, h_path, gt_wp=None, wp_mask=None, gt_path=None, path_mask=None, sample=False):
+            seen["gt_path"] = gt_path
+            out = head(h_wp, h_path, gt_wp, wp_mask, gt_path, path_mask, sample=False)
+            out["path"] = torch.zeros_like(out["path"])
+            if "prior_path" in out:
+                out["prior_path"] = torch.zeros_like(out["prior_path"])
+            return out
+
+    tiny_model.trajectory_head = ZeroOffsetHead()
+    try:
+        tiny_model.eval()
+        with torch.no_grad():
+            plan = tiny_model.plan(tiny_batch, torch.zeros(2, dtype=torch.long))
+            tiny_model(tiny_batch)
+    finally:
+        tiny_model.trajectory_head = head
+    torch.testing.assert_close(plan["path"], tiny_batch["route"][:, :NUM_PATH_POINTS].float())
+    # Training fits the head to the offset from the route, not to the path itself.
+    torch.testing.assert_close(seen["gt_path"], (tiny_batch["path_points"] - tiny_batch["route"][:, :NUM_PATH_POINTS]).float())
+    with pytest.raises(UserError, match="model.path_anchor"):
+        type(tiny_model)._check_path_anchor("lane")

@@ -29,5 +29,8 @@ model = dict(
     loss_weights=dict(lm=1.0, planning=3.0, map_boundary=3.0, kl=3.0, collision=1.0, aux_detection=0.0, aux_lane=0.0),
     map_boundary_threshold=1.0,
     trainable=("action_expert", "vision", "projector", "query_decoder", "trajectory_head"),
+    # Plan the path as an offset from the navigation route (models/minddrive.py): the tiny model trained on
+    # a few expert clips otherwise drifts out of lane in closed loop (benchmarks/RESULTS.md, RL).
+    path_anchor="route",
 )
 image_size = (128, 224)  # H, W of each camera at the network input

@@ -1,0 +1,126 @@
+"""The inference fast paths of issue #10 give the numbers of the plain paths: decision + value in one LLM pass
+(``MindDrive.decision_and_value``), the prebuilt 4-D mask the CUDA-graph runner feeds the LLM, and the ViT's
+window/global attention."""
+
+from __future__ import annotations
+
+import torch
+
+from minddrive.models.policy import DecoderGraphs, MindDrivePolicy
+
+
+def _perturb(model, adapter: str, seed: int, scale: float = 0.5) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.llm.named_parameters():
+            if f".{adapter}." in name and "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * scale)
+
+
+def _distinct_adapters(model) -> None:
+    for adapter, seed in (("decision_expert", 1), ("value_expert", 2), ("action_expert", 3)):
+        _perturb(model, adapter, seed)
+    torch.nn.init.normal_(model.value_head.weight, std=0.5)
+
+
+def test_decision_and_value_in_one_pass_equal_two_passes(tiny_model, batch_factory):
+    _distinct_adapters(tiny_model)
+    tiny_model.eval()
+    batch = batch_factory(tiny_model.tokenizer, batch_size=3, seed=4)
+    batch["command"] = torch.tensor([0, 3, 5])  # different prompt lengths -> different last positions
+    with torch.no_grad():
+        scene, _ = tiny_model.encode_scene(batch)
+        log_probs = tiny_model.decision_log_probs(batch, scene, temperature=0.7)
+        value = tiny_model.value(batch, scene)
+        fused_lp, fused_value = tiny_model.decision_and_value(batch, scene, temperature=0.7)
+        # Swapping the blocks' adapters must change both outputs: the split really routes rows.
+        embeds, mask = tiny_model.decision_inputs(batch, scene)
+        swapped = tiny_model.run_llm(("value_expert", "decision_expert"), torch.cat([embeds, embeds]),
+                                     torch.cat([mask, mask]))
+        plain = tiny_model.run_llm("decision_expert", embeds, mask)
+    assert torch.allclose(fused_lp, log_probs, atol=1e-5) and torch.allclose(fused_value, value, atol=1e-5)
+    assert (log_probs.exp().max(-1).values > 0.2).all() and value.abs().max() > 1e-2  # not degenerate
+    assert (swapped[:3] - plain).abs().max() > 1e-2 and torch.allclose(swapped[3:], plain, atol=1e-5)
+    # The layers are back to one active adapter, with no hook left behind.
+    assert all(not layer._forward_hooks for layer in tiny_model._lora_layers)
+    with torch.no_grad():
+        assert torch.equal(tiny_model.run_llm("decision_expert", embeds, mask), plain)
+
+
+def test_fused_and_two_pass_policies_agree_in_act_and_gradients(tiny_model, batch_factory):
+    _distinct_adapters(tiny_model)
+    batch = batch_factory(tiny_model.tokenizer, batch_size=2, seed=6)
+    fused, split = MindDrivePolicy(tiny_model), MindDrivePolicy(tiny_model, fuse_decision_value=False)
+    a, b = fused.act(batch, sample=False), split.act(batch, sample=False)
+    assert torch.allclose(a.log_probs, b.log_probs, atol=1e-5) and torch.allclose(a.value, b.value, atol=1e-5)
+    assert torch.equal(a.decision, b.decision) and torch.allclose(a.path, b.path, atol=1e-5)
+
+    tiny_model.set_trainable(("decision_expert", "value_expert", "value_head"))
+    params = [p for p in tiny_model.parameters() if p.requires_grad]
+    grads = []
+    for policy in (fused, split):
+        log_probs, value, entropy = policy.evaluate_decisions(batch, a.decision)
+        loss = -log_probs[torch.arange(2), a.decision].sum() + (value ** 2).sum() - 0.1 * entropy.sum()
+        grads.append(torch.autograd.grad(loss, params))
+    assert sum(float(g.abs().sum()) for g in grads[0]) > 1e-3  # both adapters and the head receive gradient
+    for g_fused, g_split in zip(*grads):
+        assert torch.allclose(g_fused, g_split, atol=1e-5, rtol=1e-4)
+
+
+def test_graph_runner_mask_equals_padding_mask_and_is_eager_off_cuda(tiny_model, batch_factory):
+    _distinct_adapters(tiny_model)
+    tiny_model.eval()
+    batch = batch_factory(tiny_model.tokenizer, batch_size=2, seed=8)
+    batch["command"] = torch.tensor([1, 4])
+    with torch.no_grad():
+        scene, _ = tiny_model.encode_scene(batch)
+        embeds, mask = tiny_model.decision_inputs(batch, scene)
+        assert (mask == 0).any()  # right padding present: the 4-D mask must hide it
+        reference = tiny_model.decoder_forward(("decision_expert",), embeds, mask)
+        full = DecoderGraphs.full_mask(mask)
+        assert full.shape == (2, 1, mask.shape[1], mask.shape[1]) and full.dtype == torch.bool
+        prebuilt = tiny_model.decoder_forward(("decision_expert",), embeds, full)
+        valid = mask.bool()
+        assert torch.allclose(prebuilt[valid], reference[valid], atol=1e-5)
+        runner = DecoderGraphs()
+        tiny_model.decoder_graphs = runner
+        try:
+            through_runner = tiny_model.run_llm("decision_expert", embeds, mask)
+        finally:
+            tiny_model.decoder_graphs = None
+    assert torch.equal(through_runner, reference) and not runner.graphs  # CPU: eager, nothing captured
+    policy = MindDrivePolicy(tiny_model, cuda_graphs=True)
+    assert isinstance(tiny_model.decoder_graphs, DecoderGraphs)
+    out = policy.act(batch, sample=False)
+    assert out.log_probs.shape == (2, 7)
+    MindDrivePolicy(tiny_model)
+    assert tiny_model.decoder_graphs is None
+
+
+def test_vit_regional_compilation_keeps_names_values_and_gradients():
+    from minddrive.models.vision import EVA02ViT
+
+    torch.manual_seed(0)
+    # 5x7 patches, window 4: the windowed block pads to 8x8; the second block is global.
+    eager = EVA02ViT(img_size=(80, 112), embed_dim=32, depth=2, num_heads=2, window_size=4, global_every=2)
+    compiled = EVA02ViT(img_size=(80, 112), embed_dim=32, depth=2, num_heads=2, window_size=4, global_every=2)
+    compiled.load_state_dict(eager.state_dict())
+    compiled.compile_blocks(backend="aot_eager")  # the plumbing of inductor's path, without a C++ build
+    assert compiled.compiled_blocks and list(compiled.state_dict()) == list(eager.state_dict())
+    images = torch.randn(2, 3, 80, 112)
+    ref, out = eager(images), compiled(images)
+    assert out.shape == (2, 32, 5, 7) and torch.allclose(out, ref, atol=1e-5)
+    ref.square().sum().backward()
+    out.square().sum().backward()
+    w_ref, w_out = eager.blocks[0].mlp.w12.weight.grad, compiled.blocks[0].mlp.w12.weight.grad
+    assert w_ref.abs().sum() > 0 and torch.allclose(w_out, w_ref, atol=1e-4, rtol=1e-4)
+
+
+def test_vit_decompile_restores_eager_forward():
+    from minddrive.models.vision import EVA02ViT
+
+    vit = EVA02ViT(img_size=(32, 32), embed_dim=16, depth=1, num_heads=2, window_size=2, global_every=2)
+    vit.compile_blocks(backend="eager")
+    assert vit.blocks[0]._compiled_call_impl is not None
+    vit.decompile_blocks()
+    assert vit.blocks[0]._compiled_call_impl is None and not vit.compiled_blocks
