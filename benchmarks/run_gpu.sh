@@ -48,7 +48,7 @@ part() {
 # Multi-GPU part (~200 s measured budget, capped at 300 s): the same global batch in both runs. 0.5B: 2
 # micro-batches of 4 per GPU per step (the 1-GPU run accumulates all of them), DDP; 3B at the upstream
 # batch of 4 per GPU with activation checkpointing (LLM layers and ViT blocks), one micro-batch per GPU,
-# FSDP as ZeRO-2 then runs 2-3's full sharding for comparison. 1 warm-up + 6 timed steps; medians and spread.
+# FSDP full sharding (the ZeRO-2-style setting is opt-in: see multi_gpu_bench.DEFAULT_STRATEGIES). 1 warm-up + 6 timed steps; medians and spread.
 MICRO="05b=$(( 2 * (NGPU > 1 ? NGPU : 2) )),3b=$(( NGPU > 1 ? NGPU : 2 ))"
 MULTI_ARGS=(--sizes "$SIZES" --micro-batches "$MICRO" --il-setup 3b=4:ckpt --warmup 1 --steps 6
             --fit-from "$OUT/gpu_bench.json" --out "$OUT")
