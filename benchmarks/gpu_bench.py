@@ -678,9 +678,7 @@ def bench_components(model, spec: SizeSpec, image_size, device) -> dict:
                                             / row["act_ms"], 3)
             row["decision_only_per_s"] = round(b / (row["decision_pass_ms"] / 1e3), 1)
             with policy._autocast():
-                for tokens, key in ((2, "generate2_from_scene_per_s"), (UPSTREAM_ANSWER_TOKENS, "generate_upstream_from_scene_per_s")):
-                    ms = time_device(lambda: net.decide_by_generation(batch, tokens, scene=scene), device, 1, 3)
-                    row[key] = round(b / (ms / 1e3), 1)
+                row.update(generation_rates(net, batch, scene, device, "_from_scene"))
             row["decision_only_speedup_vs_generate2"] = round(row["decision_only_per_s"] / row["generate2_from_scene_per_s"], 2)
             row["decision_only_speedup_vs_upstream_generate"] = round(
                 row["decision_only_per_s"] / row["generate_upstream_from_scene_per_s"], 2)
@@ -775,9 +773,7 @@ def bench_fast_act(model, spec: SizeSpec, image_size, device) -> dict:
                 ms = time_device(lambda: net.decision_log_probs(batch, scene), device, warmup=2, runs=max(3, runs // 2))
                 row[key] = round(b / (ms / 1e3), 1)
             net.decoder_graphs = None
-            for tokens, key in ((2, "generate2_per_s"), (UPSTREAM_ANSWER_TOKENS, "generate_upstream_per_s")):
-                ms = time_device(lambda: net.decide_by_generation(batch, tokens, scene=scene), device, 1, 3)
-                row[key] = round(b / (ms / 1e3), 1)
+            row.update(generation_rates(net, batch, scene, device))
         best = max(row["decision_only_eager_per_s"], row["decision_only_graphs_per_s"])
         row["speedup_vs_generate2"] = round(best / row["generate2_per_s"], 2)
         row["speedup_vs_upstream_generate"] = round(best / row["generate_upstream_per_s"], 2)
@@ -795,6 +791,17 @@ def bench_fast_act(model, spec: SizeSpec, image_size, device) -> dict:
     del policy, net
     free_memory(device)
     return out
+
+
+def generation_rates(net, batch: dict, scene, device, suffix: str = "") -> dict:
+    """Decisions/s of the token-by-token baseline from precomputed scene tokens: 2 new tokens (the speed
+    word) and UPSTREAM_ANSWER_TOKENS (about upstream's whole answer)."""
+    b = scene.shape[0]
+    rates = {}
+    for tokens, name in ((2, "generate2"), (UPSTREAM_ANSWER_TOKENS, "generate_upstream")):
+        ms = time_device(lambda: net.decide_by_generation(batch, tokens, scene=scene), device, 1, 3)
+        rates[f"{name}{suffix}_per_s"] = round(b / (ms / 1e3), 1)
+    return rates
 
 
 def bench_rollout(model, spec: SizeSpec, image_size, device) -> dict:
