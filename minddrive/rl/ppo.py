@@ -146,6 +146,7 @@ def ppo_update(policy: torch.nn.Module, optimizer: torch.optim.Optimizer, datase
                             collate_fn=collate_steps, num_workers=hp.num_workers, drop_last=False)
         sums: dict[str, float] = {}
         batches = 0
+        value_pairs: list[tuple[torch.Tensor, torch.Tensor]] = []  # (V(s), return) of the epoch, for its EV
         for mb in tqdm(loader, desc=f"ppo epoch {epoch + 1}/{hp.epochs}", disable=not show_progress or rank != 0,
                        leave=False):
             memory = stack_memory(mb["memory"]) if takes_memory else None
@@ -190,8 +191,8 @@ def ppo_update(policy: torch.nn.Module, optimizer: torch.optim.Optimizer, datase
                 clip_fraction = ((ratio - 1).abs() > hp.clip_coef).float().mean()
             metrics = dict(loss=loss.item(), pg_loss=pg_loss.item(), value_loss=value_loss.item(),
                            kl_loss=kl_loss.item(), entropy=entropy_mean.item(), approx_kl=approx_kl.item(),
-                           clip_fraction=clip_fraction.item(), grad_norm=float(grad_norm),
-                           explained_variance=explained_variance(new_values.detach(), returns))
+                           clip_fraction=clip_fraction.item(), grad_norm=float(grad_norm))
+            value_pairs.append((new_values.detach().float().cpu(), returns.float().cpu()))
             for key, value in metrics.items():
                 sums[key] = sums.get(key, 0.0) + value
             batches += 1
@@ -200,6 +201,11 @@ def ppo_update(policy: torch.nn.Module, optimizer: torch.optim.Optimizer, datase
                 for key, value in metrics.items():
                     writer.add_scalar(f"ppo/{key}", value, global_step)
         epoch_metrics = {k: v / max(batches, 1) for k, v in sums.items()}
+        # Over the whole epoch, not averaged per minibatch: a minibatch of equal returns (or of one step)
+        # has no variance to explain and made the epoch's mean NaN.
+        if value_pairs:
+            epoch_metrics["explained_variance"] = explained_variance(
+                torch.cat([v for v, _ in value_pairs]), torch.cat([r for _, r in value_pairs]))
         epoch_metrics.update(epoch=epoch + 1, step=global_step)
         if rank == 0 and log_path is not None:
             with open(log_path, "a") as handle:

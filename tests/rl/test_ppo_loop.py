@@ -65,6 +65,25 @@ def test_ppo_learns_the_bandit_and_logs_diagnostics(tmp_path):
     assert metrics["entropy"] < lines[0]["entropy"]
 
 
+def test_explained_variance_is_over_the_epoch_even_with_a_one_step_minibatch(tmp_path):
+    """17 steps in minibatches of 8 leave a last minibatch of one step (no variance): the epoch's explained
+    variance is still a number, the one of all its predictions."""
+    torch.manual_seed(0)
+    policy = CorridorPolicy(hidden=16)
+    index = bandit_index(tmp_path, policy, n=17)
+    hp = PPOHyperParams(epochs=1, batch_size=8, learning_rate=0.0, seed=0)
+    params = select_trainable(policy, hp.trainable)
+    metrics = ppo_update(policy, torch.optim.AdamW(params, lr=0.0), StepDataset(index), hp, torch.device("cpu"),
+                         show_progress=False)
+    dataset = StepDataset(index)
+    returns = torch.tensor([float(dataset[i]["ret"]) for i in range(len(dataset))])
+    features = torch.stack([torch.as_tensor(dataset[i]["obs"]["features"]) for i in range(len(dataset))])
+    _, values, _ = policy.evaluate_decisions(dict(features=features), None)
+    expected = 1 - (returns - values.detach()).var() / returns.var()
+    assert np.isfinite(metrics["explained_variance"])
+    assert metrics["explained_variance"] == pytest.approx(float(expected), abs=1e-4)
+
+
 def test_first_minibatch_is_on_policy_and_frozen_parameters_stay(tmp_path):
     torch.manual_seed(0)
     policy = CorridorPolicy(hidden=16)
