@@ -29,6 +29,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "ppo": ("minddrive.rl.cli", "PPO on the decision expert from a decoupled index"),
     "rl-loop": ("minddrive.rl.cli", "iterate collect -> decouple -> PPO -> evaluate"),
     "eval": ("minddrive.eval.cli", "closed-loop evaluation on the embedded benchmark suite"),
+    "compare": ("minddrive.eval.compare", "paired per-route Driving Score gain of one or more runs over a baseline"),
     "demo": ("minddrive.demo", "the whole pipeline end to end on the embedded simulator (tiny model, CPU)"),
 }
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from minddrive.constants import ABILITY_NAMES
+from minddrive.eval.compare import paired_route_comparison
 from minddrive.utils.io import write_json
 
 GIF_ROUTE_INDEX = 0  # the first held-out suite route is the one drawn before and after RL
@@ -36,27 +37,6 @@ def build_report(paths, settings, il: dict, rl: dict, scores: dict) -> dict[str,
     write_json(Path(paths.root) / "report.json", report)
     (report_dir / "report.md").write_text(_markdown(report))
     return dict(report=str(Path(paths.root) / "report.json"), markdown=str(report_dir / "report.md"))
-
-
-def paired_route_comparison(il_results: Path, rl_results: Path, seed: int = 0,
-                            resamples: int = 5000) -> dict[str, Any]:
-    """Per-route DS differences (RL - IL) on the same held-out routes: mean, a bootstrap 95 % interval,
-    wins and losses. One seed's paired comparison; the spread over training seeds is a separate question."""
-    import numpy as np
-
-    from minddrive.utils.io import read_json
-
-    def by_route(path: Path) -> dict[str, float]:
-        return {r["route_id"]: r["scores"]["score_composed"] for r in read_json(path)["_checkpoint"]["records"]}
-
-    il, rl = by_route(il_results), by_route(rl_results)
-    routes = sorted(set(il) & set(rl))
-    diff = np.array([rl[r] - il[r] for r in routes])
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), size=(resamples, len(diff)))].mean(1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return dict(routes=len(routes), mean_gain=round(float(diff.mean()), 2), ci95=[round(float(low), 2), round(float(high), 2)],
-                wins=int((diff > 0.01).sum()), losses=int((diff < -0.01).sum()))
 
 
 def _copy_curves(il: dict, rl: dict, out: Path) -> list[str]:
