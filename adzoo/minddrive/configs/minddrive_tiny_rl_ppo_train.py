@@ -26,8 +26,8 @@ rl_iterations = 2   # `rl-loop` / demo default when --iterations is not given
 # nearly the whole episode's return, so which speed decision preceded a collision is lost in the noise and
 # the value net explains ~0 of the return variance. 0.9 per decision (0.5 s) looks ~5 s ahead, about the
 # time from a speed decision to the collision or min-speed check it causes. Measured (RESULTS.md, "Session
-# 2"): 3 iterations x 48 routes, seeds 0/1/2, held-out DS 62.12 / 73.51 / 72.10 (IL 61.71) with 0.9 against
-# 61.71 / 72.64 / 61.71 with 0.99.
+# 2"): 3 iterations x 48 routes, held-out DS for seeds 0/1/2 62.12 / 73.51 / 72.10 (IL 61.71) with 0.9
+# against 61.71 / 72.64 / 61.71 with 0.99 (seeds 3/4 at 0.9: 71.28 / 59.77).
 rl = dict(gamma=0.9)
 
 # Tiny-scale PPO. The converted decision expert is weak and nearly state-independent after IL (speed
