@@ -17,18 +17,33 @@ from typing import Any, Sequence
 import numpy as np
 
 from minddrive.errors import UserError
-from minddrive.utils.io import read_json
+from minddrive.eval.scoring import load_records
 
 RESAMPLES = 5000
 
 
-def route_scores(path: str | Path) -> dict[str, float]:
-    """route_id -> composed Driving Score of a leaderboard-format result JSON (``_checkpoint.records``)."""
-    try:
-        records = read_json(path)["_checkpoint"]["records"]
-        return {r["route_id"]: float(r["scores"]["score_composed"]) for r in records}
-    except (KeyError, TypeError) as exc:
-        raise UserError(f"{path}: not a leaderboard result JSON (missing _checkpoint.records[].{exc})") from None
+class RouteScores(dict):
+    """route_id -> composed Driving Score, and the result file or folder it was read from (for messages)."""
+
+    def __init__(self, scores: dict[str, float], source: str | Path):
+        super().__init__(scores)
+        self.source = str(source)
+
+
+def route_scores(path: str | Path) -> RouteScores:
+    """The composed Driving Score of every route of a result file or folder of checkpoints, read as
+    ``minddrive score`` reads it; for a repeated route the first record counts, as there."""
+    scores: dict[str, float] = {}
+    for record in load_records(path):
+        try:
+            scores.setdefault(record["route_id"], float(record["scores"]["score_composed"]))
+        except (KeyError, TypeError, ValueError):
+            raise UserError(f"{path}: a record without 'route_id' or a numeric 'scores.score_composed'") from None
+    return RouteScores(scores, path)
+
+
+def _scores(source: str | Path | RouteScores) -> RouteScores:
+    return source if isinstance(source, RouteScores) else route_scores(source)
 
 
 def _interval(means: np.ndarray) -> list[float]:
@@ -36,14 +51,15 @@ def _interval(means: np.ndarray) -> list[float]:
     return [round(float(low), 2), round(float(high), 2)]
 
 
-def paired_route_comparison(baseline: str | Path, run: str | Path, seed: int = 0,
+def paired_route_comparison(baseline: str | Path | RouteScores, run: str | Path | RouteScores, seed: int = 0,
                             resamples: int = RESAMPLES) -> dict[str, Any]:
     """Per-route DS differences (run - baseline) on the shared routes: mean, a bootstrap 95 % interval of
-    the mean, and the routes where the run is better / worse (by more than 0.01 DS)."""
-    base, other = route_scores(baseline), route_scores(run)
+    the mean, and the routes where the run is better / worse (by more than 0.01 DS). Each side is a result
+    path or its ``route_scores``."""
+    base, other = _scores(baseline), _scores(run)
     routes = sorted(set(base) & set(other))
     if not routes:
-        raise UserError(f"{run}: no route in common with {baseline}")
+        raise UserError(f"{other.source}: no route in common with {base.source}")
     diff = np.array([other[r] - base[r] for r in routes])
     rng = np.random.default_rng(seed)
     means = diff[rng.integers(0, len(diff), size=(resamples, len(diff)))].mean(1)
@@ -51,14 +67,14 @@ def paired_route_comparison(baseline: str | Path, run: str | Path, seed: int = 0
                 wins=int((diff > 0.01).sum()), losses=int((diff < -0.01).sum()))
 
 
-def pooled_comparison(baseline: str | Path, runs: Sequence[str | Path], seed: int = 0,
+def pooled_comparison(baseline: str | Path | RouteScores, runs: Sequence[str | Path | RouteScores], seed: int = 0,
                       resamples: int = RESAMPLES) -> dict[str, Any]:
     """Several runs (e.g. training seeds) against one baseline on the routes all of them share."""
-    base = route_scores(baseline)
-    scores = [route_scores(r) for r in runs]
+    base = _scores(baseline)
+    scores = [_scores(r) for r in runs]
     routes = sorted(set(base).intersection(*scores))
     if not routes:
-        raise UserError(f"no route is shared by {baseline} and all {len(runs)} runs")
+        raise UserError(f"no route is shared by {base.source} and all {len(runs)} runs")
     gains = np.array([[s[r] - base[r] for r in routes] for s in scores])  # runs x routes
     rng = np.random.default_rng(seed)
     per_route = gains.mean(0)
@@ -75,18 +91,19 @@ def pooled_comparison(baseline: str | Path, runs: Sequence[str | Path], seed: in
 
 
 def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
-    parser.add_argument("baseline", metavar="BASELINE", help="result JSON of the reference checkpoint (e.g. the IL one)")
-    parser.add_argument("runs", metavar="RUN", nargs="+", help="result JSON(s) on the same routes (e.g. one per RL seed)")
+    parser.add_argument("baseline", metavar="BASELINE",
+                        help="result JSON (or folder of checkpoints) of the reference checkpoint, e.g. the IL one")
+    parser.add_argument("runs", metavar="RUN", nargs="+",
+                        help="result JSON(s) or folders on the same routes, e.g. one per RL seed")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
 
 
 def run(args: argparse.Namespace) -> int:
-    for path in [args.baseline, *args.runs]:
-        if not Path(path).is_file():
-            raise UserError(f"{path}: no such result file")
-    per_run = {str(r): paired_route_comparison(args.baseline, r, seed=args.seed) for r in args.runs}
-    pooled = pooled_comparison(args.baseline, args.runs, seed=args.seed) if len(args.runs) > 1 else None
+    base = route_scores(args.baseline)  # each file read once
+    runs = [route_scores(path) for path in args.runs]
+    per_run = {scores.source: paired_route_comparison(base, scores, seed=args.seed) for scores in runs}
+    pooled = pooled_comparison(base, runs, seed=args.seed) if len(runs) > 1 else None
     if args.json:
         print(json.dumps(dict(per_run=per_run, pooled=pooled), indent=2))
         return 0

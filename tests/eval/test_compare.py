@@ -45,4 +45,4 @@ def test_cli_prints_each_run_and_the_pool_and_rejects_a_non_result_file(tmp_path
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"values": []}))
     assert main(["compare", str(base), str(bad)]) == 2
-    assert "bad.json: not a leaderboard result JSON" in capsys.readouterr().err
+    assert "bad.json: expected a leaderboard result JSON" in capsys.readouterr().err
