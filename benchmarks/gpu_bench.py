@@ -76,7 +76,7 @@ class SizeSpec:
     il_ladder: tuple[tuple[int, bool], ...] = ((4, False), (4, True), (2, False), (2, True), (1, True))
     # Most important figure first. "components" and "rollout" (run 2/3's act breakdown and end-to-end act at
     # batch 8-64) are left out of the real sizes' default to fit the compiled IL step; --parts runs them.
-    parts: tuple[str, ...] = ("fast_act", "il_step", "il_step_compiled", "ppo")
+    parts: tuple[str, ...] = ("fast_act", "il_step", "il_step_compiled", "il_step_compiled_llm", "ppo")
     backbone: dict | None = None             # replaces the config's backbone (tiny: a small EVA02ViT)
     act_batches: tuple[int, ...] = (8, 32, 64)
     gen_batches: tuple[int, ...] = (1, 32)
@@ -90,7 +90,8 @@ SIZES = {
     # The tiny size runs a 2-block EVA02ViT (one windowed, one global block) so the CPU smoke run covers
     # the ViT's FLOP count and the analytic estimate at real code paths.
     "tiny": SizeSpec("tiny", "minddrive_tiny.py", None, text_len=96, il_ladder=((2, False), (1, True)),
-                     parts=("fast_act", "components", "rollout", "il_step", "il_step_compiled", "ppo"),
+                     parts=("fast_act", "components", "rollout", "il_step", "il_step_compiled", "il_step_compiled_llm",
+                            "ppo"),
                      act_batches=(4,), gen_batches=(1, 4), ppo_batch=4, ppo_minibatches=2, latency_runs=3,
                      ceiling_n=512, backbone=dict(type="EVA02ViT", img_size=(128, 224), patch_size=16, embed_dim=32,
                                                   depth=2, num_heads=2, window_size=4, global_every=2)),
@@ -373,11 +374,12 @@ def matmul_ceiling(device: torch.device, n: int, runs: int = 20) -> dict:
 # 1. Imitation-learning step
 # ----------------------------------------------------------------------------------------------------------
 def make_optimizer(model):
-    """The stage-3 optimiser (DESIGN.md §3): AdamW 8e-5, wd 1e-5, layer-wise decay 0.9 over the ViT."""
+    """The stage-3 optimiser (DESIGN.md §3): AdamW 8e-5, wd 1e-5, layer-wise decay 0.9 over the ViT; fused on
+    CUDA as the 0.5B stage-3 config sets it."""
     from minddrive.registry import OPTIMIZERS, build
 
     depth = len(getattr(model.backbone, "blocks", [])) or 1
-    cfg = dict(type="AdamW", lr=8e-5, weight_decay=1e-5,
+    cfg = dict(type="AdamW", lr=8e-5, weight_decay=1e-5, fused=True if model.img_mean.is_cuda else None,
                paramwise_cfg=dict(layer_decay_rate=0.9, num_layers=depth, backbone_prefix="backbone"))
     return build(cfg, OPTIMIZERS, where="optimizer", model=model)
 
@@ -503,11 +505,12 @@ def analytic_il_flops(model, batch_size: int, image_size: tuple[int, int], text_
 
 
 def bench_il_step_compiled(model, spec: SizeSpec, image_size, device, steps: int, ceiling_tflops: float | None,
-                           eager: dict | None) -> dict:
-    """The IL step with the ViT blocks compiled (``EVA02ViT.compile_blocks``: regional compilation), at the
-    eager run's (batch, checkpointing) so the two are comparable; the compile (first step) is timed apart
-    and excluded from throughput; MFU uses the eager run's counted FLOPs (compilation does not change the
-    model's FLOPs). The blocks are made eager again afterwards, whatever happens."""
+                           eager: dict | None, llm_layers: bool = False) -> dict:
+    """The IL step with the ViT blocks compiled (``EVA02ViT.compile_blocks``: regional compilation), and with
+    ``llm_layers`` the LLM decoder layers too (``MindDrive.compile_regions``), at the eager run's (batch,
+    checkpointing) so the runs are comparable; the compile (first step) is timed apart and excluded from
+    throughput; MFU uses the eager run's counted FLOPs (compilation does not change the model's FLOPs).
+    Everything is made eager again afterwards, whatever happens."""
     backbone = model.backbone
     if not hasattr(backbone, "compile_blocks"):
         return dict(skipped=f"backbone {type(backbone).__name__} has no compile_blocks")
@@ -516,13 +519,16 @@ def bench_il_step_compiled(model, spec: SizeSpec, image_size, device, steps: int
         ladder = ((eager["batch"], eager["grad_checkpointing"]),)
     # Inductor on the GPU; on the CPU smoke run the same Dynamo/AOTAutograd path without a C++ build.
     backend = "inductor" if device.type == "cuda" else "aot_eager"
-    backbone.compile_blocks(backend=backend)
+    if llm_layers:
+        model.compile_regions(backend=backend)
+    else:
+        backbone.compile_blocks(backend=backend)
     try:
         out = bench_il_step(model, dataclass_replace(spec, il_ladder=ladder), image_size, device, steps,
                             ceiling_tflops, count=False)
     finally:
-        backbone.decompile_blocks()
-    out["compiled"] = f"ViT blocks (regional torch.compile, backend {backend})"
+        model.decompile_regions()
+    out["compiled"] = f"ViT blocks{' + LLM decoder layers' if llm_layers else ''} (regional torch.compile, backend {backend})"
     flops = (eager or {}).get("flop_per_step", out["analytic_flop_per_step"])
     step_s = out["step_ms"] / 1e3
     out.update(flop_per_step_from_eager=flops, tflop_per_step=round(flops / 1e12, 4),
@@ -700,13 +706,15 @@ def bench_fast_act(model, spec: SizeSpec, image_size, device) -> dict:
     """Issue #10's inference paths against the old one, on ONE bf16 copy in the same run:
 
     * ``act`` at batch 1: old (decision and value as two LLM passes, eager) -> decision + value in one pass
-      (``fuse_decision_value``) -> plus CUDA graphs of the LLM passes (``cuda_graphs``); the graphs' capture
-      (first call per shape) is timed apart and excluded;
+      (``fuse_decision_value``) -> plus CUDA graphs of the LLM passes (``DecoderGraphs``) -> plus the ViT
+      blocks compiled -> plus the LLM and query-decoder layers compiled (``compile_regions``) -> plus the
+      scene encoder replayed from a CUDA graph (``SceneGraphs``); captures and compiles (first call per
+      shape) are timed apart and excluded;
     * the new path's parts at batch 1: scene encode, fused decision + value pass, action pass;
     * decision-only throughput at the largest ``gen_batches`` (scene precomputed, eager and graphed) against
       greedy generation of 2 tokens and of the ~12-token upstream answer from the same scene tokens.
     """
-    from minddrive.models.policy import DecoderGraphs
+    from minddrive.models.policy import DecoderGraphs, SceneGraphs
 
     policy, dtype = inference_policy(model, device)
     net = policy.model
@@ -739,13 +747,27 @@ def bench_fast_act(model, spec: SizeSpec, image_size, device) -> dict:
             synchronize(device)
             out["vit_compile_s"] = round(time.perf_counter() - started, 2)
             out["act_b1_fused_graphs_vit_compiled_ms"] = act_ms(warmup=1)
+            # then the LLM and query-decoder layers too, the LLM graphs captured again over the compiled code
+            net.compile_regions(backend="inductor" if device.type == "cuda" else "aot_eager")
+            net.decoder_graphs = DecoderGraphs()
+            started = time.perf_counter()
+            policy.act(batch, sample=False)
+            synchronize(device)
+            out["regions_compile_s"] = round(time.perf_counter() - started, 2)
+            out["act_b1_fused_graphs_regions_compiled_ms"] = act_ms(warmup=1)
+            # and the scene encoder replayed from a CUDA graph too (policy.SceneGraphs)
+            net.scene_graphs = SceneGraphs()
+            started = time.perf_counter()
+            policy.act(batch, sample=False)
+            synchronize(device)
+            out["scene_graph_capture_s"] = round(time.perf_counter() - started, 2)
+            out["act_b1_all_graphs_regions_compiled_ms"] = act_ms(warmup=1)
+            out["scene_graph_failures"] = dict((str(i), v) for i, v in enumerate(net.scene_graphs.failures.values()))
         except Exception as exc:  # the figures above stand
-            out["vit_compile_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            out["compile_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
             traceback.print_exc()
-        finally:
-            if hasattr(net.backbone, "decompile_blocks"):
-                net.backbone.decompile_blocks()
-        measured = ("act_b1_fused_ms", "act_b1_fused_graphs_ms", "act_b1_fused_graphs_vit_compiled_ms")
+        measured = ("act_b1_fused_ms", "act_b1_fused_graphs_ms", "act_b1_fused_graphs_vit_compiled_ms",
+                    "act_b1_fused_graphs_regions_compiled_ms", "act_b1_all_graphs_regions_compiled_ms")
         best = min(out[k] for k in measured if k in out)
         out["act_b1_best_ms"] = best
         out["act_b1_meets_target"] = best < 30.0
@@ -759,6 +781,8 @@ def bench_fast_act(model, spec: SizeSpec, image_size, device) -> dict:
             out["b1_parts_graphs"] = {k: round(time_device(fn, device, warmup=1, runs=max(3, runs // 2)), 2)
                                       for k, fn in parts.items()}
     finally:
+        net.decompile_regions()
+        net.scene_graphs = None
         batch = scene = None
         free_memory(device)
 
@@ -768,13 +792,18 @@ def bench_fast_act(model, spec: SizeSpec, image_size, device) -> dict:
     try:
         with torch.inference_mode(), policy._autocast():
             scene, _ = net.encode_scene(batch)
-            for graphs, key in ((False, "decision_only_eager_per_s"), (True, "decision_only_graphs_per_s")):
+            variants = ((False, False, "decision_only_eager_per_s"), (True, False, "decision_only_graphs_per_s"),
+                        (True, True, "decision_only_compiled_graphs_per_s"))
+            for graphs, compiled, key in variants:
+                if compiled:
+                    net.compile_regions(backend="inductor" if device.type == "cuda" else "aot_eager")
                 net.decoder_graphs = DecoderGraphs() if graphs else None
                 ms = time_device(lambda: net.decision_log_probs(batch, scene), device, warmup=2, runs=max(3, runs // 2))
                 row[key] = round(b / (ms / 1e3), 1)
+            net.decompile_regions()
             net.decoder_graphs = None
-            row.update(generation_rates(net, batch, scene, device))
-        best = max(row["decision_only_eager_per_s"], row["decision_only_graphs_per_s"])
+            row.update(generation_rates(net, batch, scene, device))  # the upstream approach: eager generation
+        best = max(row[key] for *_, key in variants)
         row["speedup_vs_generate2"] = round(best / row["generate2_per_s"], 2)
         row["speedup_vs_upstream_generate"] = round(best / row["generate_upstream_per_s"], 2)
         row["speedup_target"] = 10.0
@@ -783,6 +812,7 @@ def bench_fast_act(model, spec: SizeSpec, image_size, device) -> dict:
             raise
         row["oom"] = True
     finally:
+        net.decompile_regions()
         batch = scene = None
         net.decoder_graphs = None
         free_memory(device)
@@ -992,7 +1022,7 @@ class ResultFile:
 
 # Seconds a measurement needs at least to be worth starting (build, IL ladder, act + generation, PPO).
 MIN_SECONDS = {"model": 10.0, "components": 10.0, "il_step": 20.0, "rollout": 15.0, "ppo": 15.0, "fast_act": 15.0,
-               "il_step_compiled": 45.0}  # compiling the two block variants (fwd + bwd) takes tens of seconds
+               "il_step_compiled": 45.0, "il_step_compiled_llm": 45.0}  # compiles (fwd + bwd) take tens of seconds
 
 
 def run_size(spec: SizeSpec, device: torch.device, steps: int, ceiling_n: int | None,
@@ -1039,7 +1069,9 @@ def run_size(spec: SizeSpec, device: torch.device, steps: int, ceiling_n: int | 
                "ppo": lambda: bench_ppo(model, spec, image_size, device),
                "fast_act": lambda: bench_fast_act(model, spec, image_size, device),
                "il_step_compiled": lambda: bench_il_step_compiled(model, spec, image_size, device, steps, ceiling,
-                                                                  results.get("il_step"))}
+                                                                  results.get("il_step")),
+               "il_step_compiled_llm": lambda: bench_il_step_compiled(model, spec, image_size, device, steps, ceiling,
+                                                                      results.get("il_step"), llm_layers=True)}
     for name in parts or spec.parts:
         measure(name, benches[name])
     return results
@@ -1100,7 +1132,9 @@ def summary_rows(results: dict) -> list[tuple[str, str, str]]:
         if "act_b1_old_ms" in fa:
             rows.append((size, "act b1 old/new", f"{fa['act_b1_old_ms']} ms two passes -> {fa.get('act_b1_fused_ms')} "
                          f"fused -> {fa.get('act_b1_fused_graphs_ms')} + CUDA graphs -> "
-                         f"{fa.get('act_b1_fused_graphs_vit_compiled_ms', fa.get('vit_compile_error'))} + ViT compiled "
+                         f"{fa.get('act_b1_fused_graphs_vit_compiled_ms', fa.get('compile_error'))} + ViT compiled -> "
+                         f"{fa.get('act_b1_fused_graphs_regions_compiled_ms', fa.get('compile_error'))} + LLM/decoder "
+                         f"layers compiled -> {fa.get('act_b1_all_graphs_regions_compiled_ms')} + scene graph "
                          f"(target < 30; capture "
                          f"{fa.get('graph_capture_s')} s; parts {fa.get('b1_parts_graphs')})"))
         elif fa:
@@ -1108,15 +1142,17 @@ def summary_rows(results: dict) -> list[tuple[str, str, str]]:
         for key, row in fa.items():
             if key.startswith("decision_only_b") and isinstance(row, dict) and "generate2_per_s" in row:
                 rows.append((size, f"decision {key[14:]}", f"{row['decision_only_eager_per_s']}/s eager, "
-                             f"{row['decision_only_graphs_per_s']}/s graphs vs generate 2 tok {row['generate2_per_s']}/s, "
+                             f"{row['decision_only_graphs_per_s']}/s graphs, {row.get('decision_only_compiled_graphs_per_s')}"
+                             f"/s compiled+graphs vs generate 2 tok {row['generate2_per_s']}/s, "
                              f"{UPSTREAM_ANSWER_TOKENS} tok {row['generate_upstream_per_s']}/s "
                              f"({row['speedup_vs_upstream_generate']}x; target 10x)"))
-        ilc = r.get("il_step_compiled", {})
-        if "samples_per_s" in ilc:
-            rows.append((size, "IL step compiled", f"{ilc['samples_per_s']} samples/s ({ilc.get('speedup_vs_eager')}x "
-                         f"eager), MFU {ilc.get('mfu_vs_ceiling')}, compile+first step {ilc['first_step_s']} s"))
-        elif ilc:
-            rows.append((size, "IL step compiled", str(ilc.get("error", ilc.get("skipped")))))
+        for key, label in (("il_step_compiled", "IL step compiled"), ("il_step_compiled_llm", "IL step +LLM comp.")):
+            ilc = r.get(key, {})
+            if "samples_per_s" in ilc:
+                rows.append((size, label, f"{ilc['samples_per_s']} samples/s ({ilc.get('speedup_vs_eager')}x "
+                             f"eager), MFU {ilc.get('mfu_vs_ceiling')}, compile+first step {ilc['first_step_s']} s"))
+            elif ilc:
+                rows.append((size, label, str(ilc.get("error", ilc.get("skipped")))))
         il = r.get("il_step", {})
         if "error" in il or "skipped" in il or not il:
             rows.append((size, "IL step", str(il.get("error", il.get("skipped", "not run")))))
@@ -1157,7 +1193,7 @@ def parse_args(argv=None):
                         help="seconds for the whole run; measurements that cannot start in time are skipped")
     parser.add_argument("--deadline", type=float, default=None, help=argparse.SUPPRESS)  # set for the children
     parser.add_argument("--parts", default=None,
-                        help="comma-separated subset/order of fast_act,components,il_step,il_step_compiled,rollout,ppo "
+                        help="comma-separated subset/order of fast_act,components,il_step,il_step_compiled,il_step_compiled_llm,rollout,ppo "
                              "(default: the size's own order)")
     return parser.parse_args(argv)
 
@@ -1189,7 +1225,7 @@ def main(argv=None) -> int:
     else:
         torch.set_num_threads(max(1, min(torch.get_num_threads(), int(os.environ.get("OMP_NUM_THREADS", "64")))))
         parts = tuple(args.parts.split(",")) if args.parts else None
-        known = ("fast_act", "components", "il_step", "il_step_compiled", "rollout", "ppo")
+        known = ("fast_act", "components", "il_step", "il_step_compiled", "il_step_compiled_llm", "rollout", "ppo")
         unknown = [p for p in parts or () if p not in known]
         if unknown:
             print(f"gpu_bench: error: --parts: unknown {unknown}; expected some of {', '.join(known)}",

@@ -128,12 +128,15 @@ class MindDriveAgent(AutonomousAgent):
 
     # --- hooks a subclass (or a test) may replace -----------------------------------------------------
     def load_policy(self, ckpt: str) -> Any:
+        """The checkpoint as a ``MindDrivePolicy`` (``act`` / ``preprocess``); ``agent.policy`` in the config
+        sets how it runs (dtype, cuda_graphs, compile: see ``MindDrivePolicy``)."""
         import torch
 
-        from minddrive.models.checkpoint import build_model_from_checkpoint
+        from minddrive.models.policy import MindDrivePolicy
 
-        model, _, _ = build_model_from_checkpoint(ckpt, device="cuda" if torch.cuda.is_available() else "cpu")
-        return model.eval()
+        runtime = dict(dict(self.cfg.get("agent", {})).get("policy") or {})
+        return MindDrivePolicy.from_checkpoint(ckpt, device="cuda" if torch.cuda.is_available() else "cpu",
+                                               **runtime).eval()
 
     def build_controller(self) -> Any:
         from minddrive.sim.controller import PIDController

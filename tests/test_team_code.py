@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "team_code"))
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "team_code"))
 import minddrive_b2d_agent as agent_module  # noqa: E402
 
 from minddrive.constants import ROAD_OPTION  # noqa: E402
@@ -133,3 +134,18 @@ def test_run_step_plans_every_n_ticks_and_returns_vehicle_control(tmp_path):
     assert dt == 0.05 and waypoints_tick9[0] == pytest.approx([1.0, 0.0], abs=0.05)
     agent.destroy()
     assert agent.policy is None
+
+
+def test_load_policy_gives_a_policy_with_act_and_the_configured_runtime(tmp_path):
+    from minddrive.config import load_config
+    from minddrive.models.policy import MindDrivePolicy
+    from minddrive.rl.workers import load_policy, save_policy
+
+    cfg_path = REPO / "adzoo/minddrive/configs/minddrive_tiny_rl_ppo_train.py"
+    cfg = load_config(cfg_path)
+    save_policy(load_policy(cfg, None), tmp_path / "ckpt", cfg, meta=dict(stage="test"))
+    agent = agent_module.MindDriveAgent("localhost", 2000)
+    agent.cfg = load_config(cfg_path, {"agent.policy": dict(cuda_graphs=True)})
+    policy = agent.load_policy(str(tmp_path / "ckpt"))
+    assert isinstance(policy, MindDrivePolicy) and callable(policy.act) and callable(policy.preprocess)
+    assert policy.model.scene_graphs is not None and not policy.model.training

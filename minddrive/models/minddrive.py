@@ -116,8 +116,10 @@ class MindDrive(nn.Module):
         self._lora_parameters = [p for n, p in self.llm.named_parameters() if not is_base_parameter(n)]
         self._lora_layers = lora_layers(self.llm.peft)
         self._active_adapter: str | None = None
-        # Inference-only fast path for the LLM passes (set by MindDrivePolicy(cuda_graphs=True)); None = eager.
+        # Inference-only fast paths for the LLM passes and the scene encoder (set by
+        # MindDrivePolicy(cuda_graphs=True): policy.DecoderGraphs, policy.SceneGraphs); None = eager.
         self.decoder_graphs = None
+        self.scene_graphs = None
         self.set_trainable(trainable)
         self.use_adapter("action_expert")
 
@@ -131,6 +133,32 @@ class MindDrive(nn.Module):
         """(Qwen2Model, lm_head) with the LoRA layers injected in place."""
         causal = self.llm.peft.base_model.model
         return causal.model, causal.lm_head
+
+    def _compiled_layers(self) -> list[nn.Module]:
+        return [*self._decoder_lm[0].layers, *getattr(self.query_decoder, "layers", [])]
+
+    def compile_regions(self, backend: str = "inductor", mode: str | None = None) -> None:
+        """Regional ``torch.compile``: the ViT blocks (``EVA02ViT.compile_blocks``), the LLM's decoder layers
+        and the query decoder's layers, each compiled in place (parameter names and checkpoints unchanged);
+        a layer class is traced once and reused by every layer. Why more than the ViT: eager, a stage-3 step
+        on an H200 kept the GPU busy ~300 of ~540 ms, the rest being the host launching the LoRA-wrapped
+        layers' small kernels and autocast weight casts one by one, and at batch 1 the decision pass is
+        ~3,000 tiny kernels (``benchmarks/scene_profile.py``); fused, there are far fewer. Sequence lengths
+        vary between batches, so these layers compile with automatic dynamic shapes."""
+        import torch._dynamo
+
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 32)
+        if hasattr(self.backbone, "compile_blocks"):
+            self.backbone.compile_blocks(backend=backend, mode=mode)
+        for layer in self._compiled_layers():
+            layer.compile(backend=backend, mode=mode)
+
+    def decompile_regions(self) -> None:
+        """Back to eager (undoes :meth:`compile_regions`; compiled code stays cached)."""
+        if hasattr(self.backbone, "decompile_blocks"):
+            self.backbone.decompile_blocks()
+        for layer in self._compiled_layers():
+            layer._compiled_call_impl = None  # what nn.Module.compile sets; None = plain forward
 
     def _group_modules(self) -> dict[str, list[nn.Module]]:
         return {"vision": [self.backbone, self.input_proj, self.position_embedding],
@@ -236,7 +264,13 @@ class MindDrive(nn.Module):
 
     # ------------------------------------------------------------------ scene encoding
     def encode_scene(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Scene tokens (B, N_obj + N_lane + 1, hidden) and the decoder outputs (incl. new memory)."""
+        """Scene tokens (B, N_obj + N_lane + 1, hidden) and the decoder outputs (incl. new memory); without
+        gradients, replayed from a CUDA graph where ``scene_graphs`` is installed."""
+        if self.scene_graphs is not None and not torch.is_grad_enabled():
+            return self.scene_graphs(batch, self._encode_scene)
+        return self._encode_scene(batch)
+
+    def _encode_scene(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         img = batch["img"].to(self.img_mean.device, torch.float32)
         b, n = img.shape[:2]
         img = (img - self.img_mean) / self.img_std

@@ -85,20 +85,71 @@ class DecoderGraphs:
 
     def _capture(self, adapters, embeds, mask, forward):
         static_embeds, static_mask = embeds.clone(), mask.clone()
-
-        def run():
-            return forward(adapters, static_embeds, self.full_mask(static_mask))
-
-        side = torch.cuda.Stream(device=embeds.device)
-        side.wait_stream(torch.cuda.current_stream(embeds.device))
-        with torch.cuda.stream(side):  # warm-up outside the graph: cuBLAS handles, lazy inits, autotuning
-            for _ in range(self.warmup):
-                run()
-        torch.cuda.current_stream(embeds.device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            static_out = run()
+        graph, static_out = capture_graph(lambda: forward(adapters, static_embeds, self.full_mask(static_mask)),
+                                          embeds.device, self.warmup)
         return static_embeds, static_mask, static_out, graph
+
+
+def capture_graph(run, device: torch.device, warmup: int):
+    """``(graph, outputs)``: ``run`` warmed up on a side stream (cuBLAS handles, lazy inits, autotuning happen
+    outside the graph), then captured once; ``graph.replay()`` rewrites ``outputs`` in place."""
+    side = torch.cuda.Stream(device=device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        for _ in range(warmup):
+            run()
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        outputs = run()
+    return graph, outputs
+
+
+class SceneGraphs:
+    """CUDA graphs of ``MindDrive.encode_scene`` (``MindDrive.scene_graphs``), one per input signature.
+
+    At batch 1 the scene encoder's ~26 ms of GPU work took ~12 ms longer on the wall: the host launching the
+    ViT, PETR geometry and query-decoder kernels one by one (H200, ``benchmarks/gpu_bench.py`` run 5). A graph
+    launches them all at once. Keyed by the batch's tensor keys, shapes and dtypes and the autocast state (an
+    episode's first frame has no memory: its own graph). Every tensor of the batch is copied into the
+    graph's static copy, so nothing the encoder reads is stale; outputs are cloned. Only for batches already
+    on the model's CUDA device (a host tensor would be copied inside the graph); a failed capture is
+    recorded in ``failures`` and that signature runs eagerly from then on.
+    """
+
+    def __init__(self, max_graphs: int = 8, warmup: int = 2):
+        self.max_graphs, self.warmup = max_graphs, warmup
+        self.graphs: dict[tuple, tuple] = {}
+        self.failures: dict[tuple, str] = {}
+
+    @staticmethod
+    def _key(batch: dict[str, Any]) -> tuple:
+        autocast = torch.is_autocast_enabled("cuda")
+        return (tuple((k, tuple(v.shape), v.dtype, v.device) for k, v in sorted(batch.items()) if torch.is_tensor(v)),
+                autocast, torch.get_autocast_dtype("cuda") if autocast else None)
+
+    def __call__(self, batch: dict[str, Any], encode) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        tensors = {k: v for k, v in batch.items() if torch.is_tensor(v)}
+        if not tensors or any(v.device.type != "cuda" for v in tensors.values()) or len(tensors) != len(batch):
+            return encode(batch)
+        key = self._key(batch)
+        entry = self.graphs.get(key)
+        if entry is None:
+            if key in self.failures or len(self.graphs) >= self.max_graphs:
+                return encode(batch)
+            static = {k: v.clone() for k, v in tensors.items()}
+            try:
+                graph, outputs = capture_graph(lambda: encode(static), next(iter(tensors.values())).device, self.warmup)
+            except Exception as exc:  # e.g. a host sync inside the encoder: stay eager for this signature
+                self.failures[key] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+                torch.cuda.synchronize()
+                return encode(batch)
+            entry = self.graphs[key] = (static, graph, outputs)
+        static, graph, (scene, dec) = entry
+        for k, v in tensors.items():
+            static[k].copy_(v)
+        graph.replay()
+        return scene.clone(), {k: (v.clone() if torch.is_tensor(v) else v) for k, v in dec.items()}
 
 
 class MindDrivePolicy(torch.nn.Module):
@@ -107,15 +158,18 @@ class MindDrivePolicy(torch.nn.Module):
     ``evaluate_decisions`` so a DDP-wrapped policy synchronises the PPO gradients."""
 
     def __init__(self, model, device: str | torch.device | None = None, dtype: str | None = None,
-                 fuse_decision_value: bool = True, cuda_graphs: bool = False):
+                 fuse_decision_value: bool = True, cuda_graphs: bool = False, compile: str | None = None):
         """``dtype`` (``"float32"``, ``"bfloat16"``, ``"float16"``) casts every weight, for inference: a
         bf16 model on GPU skips autocast's per-call weight casts and float32 norms (rollout/eval use).
         ``None`` keeps the model's weights as they are (training keeps float32 masters + autocast).
 
         ``fuse_decision_value`` scores the decision and the value in one LLM pass over 2B rows
         (``MindDrive.decision_and_value``) in ``act`` and ``evaluate_decisions`` alike, so PPO recomputes
-        exactly what the rollout saw. ``cuda_graphs`` replays ``act``'s LLM passes from CUDA graphs
-        (:class:`DecoderGraphs`; CUDA only, inference only, captured at the first call of each batch size)."""
+        exactly what the rollout saw. ``cuda_graphs`` replays ``act``'s scene encoder and LLM passes from CUDA
+        graphs (:class:`SceneGraphs`, :class:`DecoderGraphs`; CUDA only, inference only, captured at the first
+        call of each batch size). ``compile`` (a ``torch.compile`` backend, e.g. ``"inductor"``) compiles the
+        ViT blocks and the LLM and query-decoder layers (``MindDrive.compile_regions``) before any capture.
+        GPU rollout configs set these under ``rollout.policy``."""
         super().__init__()
         self.fuse_decision_value = fuse_decision_value
         model = model if device is None else model.to(device)
@@ -127,20 +181,23 @@ class MindDrivePolicy(torch.nn.Module):
             model = model.to(_DTYPES[dtype])
         self.model = model
         if cuda_graphs and model.decoder_graphs is None:
-            model.decoder_graphs = DecoderGraphs()
+            model.decoder_graphs, model.scene_graphs = DecoderGraphs(), SceneGraphs()
         elif not cuda_graphs:
-            model.decoder_graphs = None
+            model.decoder_graphs = model.scene_graphs = None
+        if compile:
+            model.compile_regions(backend=compile)
 
     @property
     def device(self) -> torch.device:
         return self.model.img_mean.device
 
     @classmethod
-    def from_checkpoint(cls, directory, device: str | torch.device = "cpu") -> "MindDrivePolicy":
+    def from_checkpoint(cls, directory, device: str | torch.device = "cpu", **runtime) -> "MindDrivePolicy":
+        """``runtime``: the constructor's ``dtype``, ``fuse_decision_value``, ``cuda_graphs``, ``compile``."""
         from minddrive.models.checkpoint import build_model_from_checkpoint
 
         model, _, _ = build_model_from_checkpoint(directory, device)
-        return cls(model.eval(), device)
+        return cls(model.eval(), device, **runtime)
 
     def set_trainable(self, names) -> None:
         """The model's trainable groups (``minddrive.models.minddrive.TRAINABLE_GROUPS``)."""

@@ -48,7 +48,7 @@ class PETRPositionEmbedding(nn.Module):
         d = self.depths.to(device, torch.float32)  # float32 even in a model cast to bf16
         vv, uu, dd = torch.meshgrid(v, u, d, indexing="ij")  # (h, w, D)
         pix = torch.stack([uu * dd, vv * dd, dd, torch.ones_like(dd)], dim=-1)  # (h, w, D, 4)
-        img2ego = torch.linalg.inv(lidar2img.float())  # (B, N, 4, 4)
+        img2ego = torch.linalg.inv_ex(lidar2img.float()).inverse  # (B, N, 4, 4); inv_ex: no host-side error check (sync)
         pts = torch.einsum("bnij,hwdj->bnhwdi", img2ego, pix)
         return pts[..., :3]
 

@@ -45,8 +45,13 @@ class WorkerSpec:
 
 
 # --- policy and env placement --------------------------------------------------------------------
-def load_policy(cfg: Any, ckpt: str | os.PathLike | None, device: str = "cpu"):
+POLICY_RUNTIME_KEYS = ("dtype", "cuda_graphs", "compile", "fuse_decision_value")
+
+
+def load_policy(cfg: Any, ckpt: str | os.PathLike | None, device: str = "cpu", runtime: dict | None = None):
     """The rollout policy for ``cfg.model``: loaded from ``ckpt`` when given, else freshly built.
+    ``runtime`` (``rollout.policy`` in a config: ``POLICY_RUNTIME_KEYS``) sets how the MindDrive VLA runs
+    (``MindDrivePolicy``'s inference dtype, CUDA graphs, regional compile).
 
     A model class with its own ``from_checkpoint`` (e.g. ``StateFeaturePolicy``) is its own policy;
     the MindDrive VLA model is wrapped in ``minddrive.models.policy.MindDrivePolicy``.
@@ -63,15 +68,21 @@ def load_policy(cfg: Any, ckpt: str | os.PathLike | None, device: str = "cpu"):
         raise UserError(f"model.type: unknown model type {model_cfg['type']!r}")
     if ckpt is not None and not Path(ckpt).exists():
         raise UserError(f"--ckpt {ckpt}: checkpoint not found")
+    runtime = dict(runtime or {})
+    unknown = sorted(set(runtime) - set(POLICY_RUNTIME_KEYS))
+    if unknown:
+        raise UserError(f"rollout.policy: unknown keys {unknown}; expected some of {list(POLICY_RUNTIME_KEYS)}")
     if hasattr(cls, "from_checkpoint"):
+        if runtime:
+            raise UserError(f"rollout.policy: only for the MindDrive VLA; {model_cfg['type']} runs as it is")
         policy = cls.from_checkpoint(str(ckpt), device=device) if ckpt is not None \
             else build(dict(model_cfg), MODELS, where="model")
         return policy.to(device)
     from minddrive.models.policy import MindDrivePolicy
 
     if ckpt is not None:
-        return MindDrivePolicy.from_checkpoint(str(ckpt), device=device)
-    return MindDrivePolicy(build(dict(model_cfg), MODELS, where="model").eval(), device=device)
+        return MindDrivePolicy.from_checkpoint(str(ckpt), device=device, **runtime)
+    return MindDrivePolicy(build(dict(model_cfg), MODELS, where="model").eval(), device=device, **runtime)
 
 
 def policy_module(policy: Any):
@@ -149,7 +160,7 @@ def run_worker(spec: WorkerSpec) -> dict:
     owner = spec.owner
     queue = RouteQueue(Path(spec.out_dir) / "queue.sqlite", lease_s=rollout.get("lease_s", 300.0),
                        max_attempts=rollout.get("max_attempts", 3))
-    policy = load_policy(cfg, spec.ckpt, device=spec.device)
+    policy = load_policy(cfg, spec.ckpt, device=spec.device, runtime=rollout.get("policy"))
     policy_module(policy).eval()
     # Seed the sampling RNGs only now: building the model re-seeds torch from the model config's seed, which
     # would otherwise make every run's sampled decisions identical whatever ``cfg.seed`` says.

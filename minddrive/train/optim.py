@@ -59,10 +59,12 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float, layer_decay_r
 
 @OPTIMIZERS.register_module(name="AdamW")
 def build_adamw(model: nn.Module, lr: float, weight_decay: float = 0.01, betas=(0.9, 0.999), eps: float = 1e-8,
-                paramwise_cfg: dict | None = None) -> torch.optim.AdamW:
-    """AdamW over ``model``'s trainable parameters; ``paramwise_cfg`` sets the layer-wise lr decay."""
+                paramwise_cfg: dict | None = None, fused: bool | None = None) -> torch.optim.AdamW:
+    """AdamW over ``model``'s trainable parameters; ``paramwise_cfg`` sets the layer-wise lr decay.
+    ``fused=True`` runs the update as one kernel per parameter group (torch's fused AdamW; the default
+    foreach update launches several kernels per group: host time, multiplied by the layer-decay groups)."""
     groups = param_groups(model, lr, weight_decay, **(paramwise_cfg or {}))
-    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, fused=fused)
 
 
 class WarmupCosineSchedule:

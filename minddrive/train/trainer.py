@@ -7,7 +7,8 @@ wrapping (``distributed``), logs (``logging``). Config keys read here (see
     model, trainable, load_from, seed, data.train (dataset cfg), work_dir
     optimizer     dict(type="AdamW", lr, weight_decay, paramwise_cfg=dict(layer_decay_rate, num_layers, ...))
     param_scheduler dict(type="WarmupCosine", warmup_iters, warmup_ratio, min_lr_ratio)
-    train_cfg     dict(max_epochs | max_iters, batch_size, num_workers, accumulate, grad_clip, precision)
+    train_cfg     dict(max_epochs | max_iters, batch_size, num_workers, accumulate, grad_clip, precision,
+                       compile=None | "inductor" | ...: regional torch.compile backend, ``model.compile_regions``)
     strategy      dict(type="ddp" | "fsdp" | "deepspeed", ...)
     checkpoint_config dict(by_epoch, interval, max_keep);  log_config dict(interval, tensorboard, progress_bar)
 
@@ -74,6 +75,11 @@ def train(cfg, work_dir: str | Path | None = None, resume: bool = False, launche
         load_weights(model, resolve_checkpoint(cfg.load_from, where="load_from"))
     model.to(info.device)
     model.train()
+    if tcfg.get("compile"):
+        if not hasattr(model, "compile_regions"):
+            raise UserError(f"train_cfg.compile: {type(model).__name__} has no compile_regions(); "
+                            f"expected compile=None for this model")
+        model.compile_regions(backend=str(tcfg["compile"]))
 
     dataset = build(dataset_cfg(cfg, "train"), DATASETS, where="data.train")
     sampler = ResumableBatchSampler(len(dataset), batch_size, seed, info.rank, info.world_size)

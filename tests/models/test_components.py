@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 import torch
 
 from minddrive.models import losses as L
@@ -114,3 +116,23 @@ def test_generative_head_returns_the_prior_decode_for_the_hybrid_loss():
     # the posterior decode sees the ground truth, so it differs from the prior decode
     assert (train["speed_waypoints"] - infer["speed_waypoints"]).abs().max() > 1e-3
     assert infer["path"].shape == (3, 10, 2) and infer["speed_waypoints"].shape == (3, 6, 2)
+
+
+def test_set_matching_loss_matches_a_brute_force_assignment_with_gapped_masks():
+    import itertools
+
+    import torch.nn.functional as F
+
+    torch.manual_seed(3)
+    preds, logits, targets = torch.randn(3, 4, 2), torch.randn(3, 4), torch.randn(3, 3, 2)
+    mask = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0], [0.0, 1.0, 1.0]])  # gaps, and a sample with none
+    l1, matched, objectness = 0.0, 0, torch.zeros(3, 4)
+    for i in range(3):
+        tgt = targets[i][mask[i] > 0]
+        best = min(itertools.permutations(range(4), len(tgt)),
+                   key=lambda rows: sum(float((preds[i, r] - t).abs().sum()) for r, t in zip(rows, tgt)))
+        l1 += sum(float((preds[i, r] - t).abs().sum()) for r, t in zip(best, tgt))
+        matched += tgt.numel()
+        objectness[i, list(best)] = 1.0
+    expected = l1 / matched + float(F.binary_cross_entropy_with_logits(logits, objectness))
+    assert float(L.set_matching_loss(preds, logits, targets, mask)) == pytest.approx(expected, rel=1e-5)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from minddrive.models.policy import DecoderGraphs, MindDrivePolicy
+from minddrive.models.policy import DecoderGraphs, SceneGraphs, MindDrivePolicy
 
 
 def _perturb(model, adapter: str, seed: int, scale: float = 0.5) -> None:
@@ -90,11 +90,31 @@ def test_graph_runner_mask_equals_padding_mask_and_is_eager_off_cuda(tiny_model,
             tiny_model.decoder_graphs = None
     assert torch.equal(through_runner, reference) and not runner.graphs  # CPU: eager, nothing captured
     policy = MindDrivePolicy(tiny_model, cuda_graphs=True)
-    assert isinstance(tiny_model.decoder_graphs, DecoderGraphs)
+    assert isinstance(tiny_model.decoder_graphs, DecoderGraphs) and isinstance(tiny_model.scene_graphs, SceneGraphs)
     out = policy.act(batch, sample=False)
     assert out.log_probs.shape == (2, 7)
+    assert not tiny_model.scene_graphs.graphs and not tiny_model.scene_graphs.failures  # CPU: eager
     MindDrivePolicy(tiny_model)
-    assert tiny_model.decoder_graphs is None
+    assert tiny_model.decoder_graphs is None and tiny_model.scene_graphs is None
+
+
+def test_scene_graph_runner_is_eager_off_cuda_and_compiled_policy_acts_the_same(tiny_model, batch_factory):
+    tiny_model.eval()
+    batch = batch_factory(tiny_model.tokenizer, batch_size=2, seed=9)
+    with torch.no_grad():
+        reference, ref_dec = tiny_model.encode_scene(batch)
+        runner = SceneGraphs()
+        scene, dec = runner(batch, tiny_model._encode_scene)
+    assert torch.equal(scene, reference) and set(dec) == set(ref_dec) and not runner.graphs
+    eager = MindDrivePolicy(tiny_model).act(batch, sample=False)
+    try:
+        compiled = MindDrivePolicy(tiny_model, compile="aot_eager").act(batch, sample=False)
+        assert tiny_model._decoder_lm[0].layers[0]._compiled_call_impl is not None
+    finally:
+        tiny_model.decompile_regions()
+    assert torch.equal(compiled.decision, eager.decision)
+    assert torch.allclose(compiled.log_probs, eager.log_probs, atol=1e-5)
+    assert torch.allclose(compiled.path, eager.path, atol=1e-4)
 
 
 def test_vit_regional_compilation_keeps_names_values_and_gradients():
@@ -124,3 +144,25 @@ def test_vit_decompile_restores_eager_forward():
     assert vit.blocks[0]._compiled_call_impl is not None
     vit.decompile_blocks()
     assert vit.blocks[0]._compiled_call_impl is None and not vit.compiled_blocks
+
+
+def test_vit_mlp_padded_to_aligned_width_matches_unpadded_values_and_gradients():
+    from minddrive.models.vision import _SwiGLU
+
+    torch.manual_seed(0)
+    mlp = _SwiGLU(24, 85)  # 85 -> padded to 96, as 2730 -> 2736 on the real ViT
+    x = torch.randn(5, 24, requires_grad=True)
+    mlp.pad_hidden = False
+    ref = mlp(x)
+    (ref * torch.arange(24.0)).sum().backward()
+    ref_grads = [p.grad.clone() for p in mlp.parameters()] + [x.grad.clone()]
+    mlp.zero_grad()
+    x.grad = None
+    mlp.pad_hidden = True
+    out = mlp(x)
+    (out * torch.arange(24.0)).sum().backward()
+    grads = [p.grad for p in mlp.parameters()] + [x.grad]
+    assert torch.allclose(out, ref, atol=1e-5)
+    assert [g.shape for g in grads] == [g.shape for g in ref_grads] and mlp.w12.weight.shape == (170, 24)
+    assert all(torch.allclose(g, r, atol=1e-5) for g, r in zip(grads, ref_grads))
+    assert ref_grads[0].abs().sum() > 0

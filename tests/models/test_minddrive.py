@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import warnings
 
+import pytest
+
 import torch
 
 from minddrive.constants import NUM_FUTURE_WAYPOINTS, NUM_PATH_POINTS
+from minddrive.errors import UserError
 from minddrive.models.policy import MindDrivePolicy
 
 
@@ -249,6 +252,10 @@ def test_policy_is_a_module_over_the_model(tiny_cfg, tiny_model, tiny_batch):
     assert torch.allclose(log_probs, out.log_probs, atol=1e-6) and value.requires_grad
     loaded = load_policy(tiny_cfg, None)
     assert isinstance(loaded, MindDrivePolicy) and isinstance(policy_module(loaded), type(tiny_model))
+    fast = load_policy(tiny_cfg, None, runtime=dict(dtype="bfloat16", cuda_graphs=True))  # rollout.policy
+    assert fast.dtype == torch.bfloat16 and fast.model.scene_graphs is not None and fast.model.decoder_graphs is not None
+    with pytest.raises(UserError, match=r"rollout.policy: unknown keys \['graphs'\]"):
+        load_policy(tiny_cfg, None, runtime=dict(graphs=True))
 
 
 def test_llm_checkpointing_toggle_uses_the_current_transformers_api(tiny_cfg, model_factory):

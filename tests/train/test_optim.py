@@ -31,6 +31,24 @@ def test_layer_decay_scales_and_no_decay_for_biases():
     assert "frozen_llm.weight" not in lr_of  # frozen parameters are not optimised at all
 
 
+def test_fused_adamw_takes_the_same_step_as_foreach():
+    torch.manual_seed(0)
+    models = [ToyDriver(depth=2), ToyDriver(depth=2)]
+    models[1].load_state_dict(models[0].state_dict())
+    optimizers = [build_adamw(m, lr=1e-2, weight_decay=0.05, paramwise_cfg=dict(layer_decay_rate=0.9, num_layers=2),
+                              fused=fused) for m, fused in zip(models, (None, True))]
+    assert optimizers[1].defaults["fused"] is True and not optimizers[0].defaults["fused"]
+    x = torch.randn(4, 8)
+    for model, optimizer in zip(models, optimizers):
+        for _ in range(3):
+            model.features(x).square().mean().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    moved = [(a - b).abs().max() for a, b in zip(models[0].parameters(), ToyDriver(depth=2).parameters())]
+    assert max(moved) > 1e-3  # the step did something
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(models[0].parameters(), models[1].parameters()))
+
+
 def test_no_trainable_parameters_is_a_user_error():
     model = ToyDriver()
     model.set_trainable([])

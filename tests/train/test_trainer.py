@@ -62,6 +62,12 @@ def test_load_from_starts_from_previous_stage(tmp_path):
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
+def test_compile_for_a_model_without_compile_regions_is_a_user_error(tmp_path):
+    cfg = toy_config(tmp_path, train_cfg=dict(max_iters=1, batch_size=4, compile="aot_eager"))
+    with pytest.raises(UserError, match="train_cfg.compile: ToyDriver has no compile_regions"):
+        train(cfg, tmp_path)
+
+
 def test_missing_load_from_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="load_from"):
         train(toy_config(tmp_path, load_from=str(tmp_path / "nope")), tmp_path)
