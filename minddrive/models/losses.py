@@ -3,6 +3,7 @@ plus the query decoder's optional set-matching auxiliary losses."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -77,34 +78,23 @@ def set_matching_loss(pred_points: torch.Tensor, pred_logits: torch.Tensor, targ
     """
     from scipy.optimize import linear_sum_assignment
 
-    # The assignment runs on the host (scipy); every cost matrix goes there in ONE copy and the matched
-    # indices come back in one, so a batch costs two host syncs instead of several per sample.
+    # The assignment runs on the host (scipy). One batched cost over all target slots goes there in one copy
+    # and the matched indices come back in one: three host syncs per batch instead of several per sample.
     device = pred_points.device
-    valid = target_mask > 0
-    counts = valid.sum(1).tolist()                                        # host sync 1
-    costs = [torch.cdist(pred_points[i].detach().float(), targets[i][valid[i]].detach().float(), p=1)
-             for i, m in enumerate(counts) if m]
-    costs_host = torch.cat([c.flatten() for c in costs]).cpu().numpy() if costs else None  # host sync 2
-    batch_idx, pred_idx, target_idx, offset, k = [], [], [], 0, 0
-    for i, m in enumerate(counts):
-        if not m:
-            continue
-        n = costs[k].shape[0]
-        rows, cols = linear_sum_assignment(costs_host[offset:offset + n * m].reshape(n, m))
-        batch_idx += [i] * len(rows)
-        pred_idx += rows.tolist()
-        target_idx += cols.tolist()
-        offset, k = offset + n * m, k + 1
+    cost = torch.cdist(pred_points.detach().float(), targets.detach().float(), p=1).cpu().numpy()  # (B, N, M)
+    valid = (target_mask > 0).cpu().numpy()
+    matches = []                                     # (sample, prediction, target slot)
+    for i in range(pred_points.shape[0]):
+        slots = np.flatnonzero(valid[i])
+        if slots.size:
+            rows, cols = linear_sum_assignment(cost[i][:, slots])
+            matches += zip([i] * len(rows), rows.tolist(), slots[cols].tolist())
     objectness = torch.zeros_like(pred_logits)
     total = pred_points.new_zeros(())
-    if batch_idx:
-        b = torch.as_tensor(batch_idx, device=device)
-        p = torch.as_tensor(pred_idx, device=device)
-        # column j of sample i's cost matrix is its j-th valid target: map back to the target slot
-        slot = torch.argsort((~valid).to(torch.int8), dim=1, stable=True)   # valid slots first, in order
-        t = slot[b, torch.as_tensor(target_idx, device=device)]
+    if matches:
+        b, p, t = torch.as_tensor(matches, device=device).T
         total = (pred_points[b, p] - targets[b, t].to(pred_points.dtype)).abs().sum()
         objectness[b, p] = 1.0
-    matched = sum(counts) * targets.shape[-1]
+    matched = int(valid.sum()) * targets.shape[-1]
     bce = F.binary_cross_entropy_with_logits(pred_logits.float(), objectness.float())
     return total / max(matched, 1) + bce

@@ -23,13 +23,18 @@ RUNTIME_KEYS = ("img", "cam_intrinsic", "cam2ego", "lidar2img", "ego_state", "co
 
 @contextlib.contextmanager
 def _eval_mode(module: torch.nn.Module):
-    """Dropout off (so recomputed log-probs match the rollout's), restoring the previous mode."""
-    was = module.training
+    """Dropout off (so recomputed log-probs match the rollout's), restoring the previous mode. A module
+    already in eval mode (rollouts, evaluation) is left alone: ``train()``/``eval()`` walk every submodule
+    (~3,100 with the PEFT adapters of the 24-layer 0.5B; the tiny model's 366 took 7.5 ms for the pair on
+    a 2-core VM), host time that ``act`` at batch 1 paid twice per call."""
+    if not module.training:
+        yield
+        return
     module.eval()
     try:
         yield
     finally:
-        module.train(was)
+        module.train(True)
 
 
 class DecoderGraphs:
