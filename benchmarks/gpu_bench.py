@@ -726,42 +726,33 @@ def bench_fast_act(model, spec: SizeSpec, image_size, device) -> dict:
         times = time_calls(lambda: policy.act(batch, sample=False), device, warmup=warmup, runs=runs)
         return round(statistics.median(times) * 1e3, 2)
 
+    def first_call_then_time(first_key: str, ms_key: str) -> None:
+        """The first act after a change (captures / compiles) timed apart, then the steady-state latency."""
+        started = time.perf_counter()
+        policy.act(batch, sample=False)
+        synchronize(device)
+        out[first_key] = round(time.perf_counter() - started, 2)
+        out[ms_key] = act_ms(warmup=1)
+
+    backend = "inductor" if device.type == "cuda" else "aot_eager"
     try:
         policy.fuse_decision_value, net.decoder_graphs = False, None
         out["act_b1_old_ms"] = act_ms()
         policy.fuse_decision_value = True
         out["act_b1_fused_ms"] = act_ms()
-        net.decoder_graphs = DecoderGraphs()
-        started = time.perf_counter()
-        policy.act(batch, sample=False)  # captures the fused and the action pass at batch 1
-        synchronize(device)
-        out["graph_capture_s"] = round(time.perf_counter() - started, 2)
-        out["act_b1_fused_graphs_ms"] = act_ms(warmup=1)
+        net.decoder_graphs = DecoderGraphs()  # the fused and the action pass at batch 1
+        first_call_then_time("graph_capture_s", "act_b1_fused_graphs_ms")
         out["graphs_captured"] = len(net.decoder_graphs.graphs)
         out["graph_failures"] = dict((str(k[:2]), v) for k, v in net.decoder_graphs.failures.items())
-        try:  # then the scene encoder too: the ViT blocks compiled (inference variants), first call timed apart
-            backbone = net.backbone
-            backbone.compile_blocks(backend="inductor" if device.type == "cuda" else "aot_eager")
-            started = time.perf_counter()
-            policy.act(batch, sample=False)
-            synchronize(device)
-            out["vit_compile_s"] = round(time.perf_counter() - started, 2)
-            out["act_b1_fused_graphs_vit_compiled_ms"] = act_ms(warmup=1)
+        try:  # then the scene encoder too: the ViT blocks compiled (inference variants)
+            net.backbone.compile_blocks(backend=backend)
+            first_call_then_time("vit_compile_s", "act_b1_fused_graphs_vit_compiled_ms")
             # then the LLM and query-decoder layers too, the LLM graphs captured again over the compiled code
-            net.compile_regions(backend="inductor" if device.type == "cuda" else "aot_eager")
+            net.compile_regions(backend=backend)
             net.decoder_graphs = DecoderGraphs()
-            started = time.perf_counter()
-            policy.act(batch, sample=False)
-            synchronize(device)
-            out["regions_compile_s"] = round(time.perf_counter() - started, 2)
-            out["act_b1_fused_graphs_regions_compiled_ms"] = act_ms(warmup=1)
-            # and the scene encoder replayed from a CUDA graph too (policy.SceneGraphs)
-            net.scene_graphs = SceneGraphs()
-            started = time.perf_counter()
-            policy.act(batch, sample=False)
-            synchronize(device)
-            out["scene_graph_capture_s"] = round(time.perf_counter() - started, 2)
-            out["act_b1_all_graphs_regions_compiled_ms"] = act_ms(warmup=1)
+            first_call_then_time("regions_compile_s", "act_b1_fused_graphs_regions_compiled_ms")
+            net.scene_graphs = SceneGraphs()  # and the scene encoder replayed from a CUDA graph
+            first_call_then_time("scene_graph_capture_s", "act_b1_all_graphs_regions_compiled_ms")
             out["scene_graph_failures"] = dict((str(i), v) for i, v in enumerate(net.scene_graphs.failures.values()))
         except Exception as exc:  # the figures above stand
             out["compile_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
