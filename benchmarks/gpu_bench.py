@@ -472,15 +472,12 @@ def analytic_il_flops(model, batch_size: int, image_size: tuple[int, int], text_
         fwd = 2 * tokens * backbone.patch_embed.weight.numel()
         for block in backbone.blocks:
             linear = sum(m.weight.numel() for m in block.modules() if isinstance(m, torch.nn.Linear))
-            if block.window:  # the grid is padded to whole windows before qkv, attention and proj
+            if block.window:  # attention over the grid padded to whole windows; every Linear over real tokens
                 w = block.window
-                windows = -(-gh // w) * -(-gw // w)
-                attn_linear = block.qkv.weight.numel() + block.proj.weight.numel()
-                scores = windows * (w * w) ** 2
-                fwd += 2 * (tokens * (linear - attn_linear) + windows * w * w * attn_linear)
+                scores = -(-gh // w) * -(-gw // w) * (w * w) ** 2
             else:
                 scores = tokens * tokens
-                fwd += 2 * tokens * linear
+            fwd += 2 * tokens * linear
             fwd += 4 * scores * dim  # QK^T and PV over all heads
         images = batch_size * 6
         trains = any(p.requires_grad for p in backbone.parameters())

@@ -124,11 +124,11 @@ class _ViTBlock(nn.Module):
         self.norm2 = _LayerNorm(dim)
         self.mlp = _SwiGLU(dim, int(dim * mlp_ratio))
 
-    def _attend(self, x: torch.Tensor) -> torch.Tensor:  # x: (B', T, C) -> attention output before ``proj``
-        b, t, c = x.shape
+    def _attend(self, qkv: torch.Tensor) -> torch.Tensor:  # qkv: (B', T, 3C) -> attention output before ``proj``
+        b, t, c = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
         # (3, B', heads, T, 64) views with a unit-stride last dim: SDPA takes them as they are (flash/cuDNN
         # kernels under bf16) without a contiguous copy.
-        q, k, v = self.qkv(x).view(b, t, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.view(b, t, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
         out = F.scaled_dot_product_attention(q, k, v)
         return out.transpose(1, 2).reshape(b, t, c)
 
@@ -147,14 +147,18 @@ class _ViTBlock(nn.Module):
         if self.window:
             s = self.window
             ph, pw = (-h) % s, (-w) % s  # pad the grid to whole windows
-            grid = F.pad(y.view(b, h, w, c), (0, 0, 0, pw, 0, ph))
             hp, wp = h + ph, w + pw
-            win = grid.view(b, hp // s, s, wp // s, s, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, s * s, c)
+            # The windows pad the normed tokens with zeros, whose qkv is the bias alone: project only the real
+            # tokens and pad their qkv with the bias (40x40 patches pad to 48x48 at window 16: 31 % of the rows).
+            qkv = F.pad(F.linear(y, self.qkv.weight).view(b, h, w, 3 * c), (0, 0, 0, pw, 0, ph))
+            if self.qkv.bias is not None:
+                qkv = qkv + self.qkv.bias
+            win = qkv.view(b, hp // s, s, wp // s, s, 3 * c).permute(0, 1, 3, 2, 4, 5).reshape(-1, s * s, 3 * c)
             win = self._attend(win)
             grid = win.view(b, hp // s, wp // s, s, s, c).permute(0, 1, 3, 2, 4, 5).reshape(b, hp, wp, c)
             y = grid[:, :h, :w].reshape(b, h * w, c)
         else:
-            y = self._attend(y)
+            y = self._attend(self.qkv(y))
         # ``proj`` is per token, so applying it after dropping the window padding gives the same values while
         # skipping the padded rows (40x40 patches pad to 48x48 at window 16: 31% of the rows).
         x = x + self.proj(y)

@@ -136,3 +136,23 @@ def test_set_matching_loss_matches_a_brute_force_assignment_with_gapped_masks():
         objectness[i, list(best)] = 1.0
     expected = l1 / matched + float(F.binary_cross_entropy_with_logits(logits, objectness))
     assert float(L.set_matching_loss(preds, logits, targets, mask)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_windowed_attention_equals_attending_zero_padded_windows():
+    """The block projects only real tokens and pads their qkv with the bias: the same as projecting the
+    zero-padded grid, as the EVA-02 detection backbones do."""
+    import torch.nn.functional as F
+
+    from minddrive.models.vision import _ViTBlock
+
+    torch.manual_seed(0)
+    block, (h, w), s, c = _ViTBlock(16, 2, 8 / 3, window=4).eval(), (5, 7), 4, 16
+    x = torch.randn(2, h * w, c)
+    grid = F.pad(block.norm1(x).view(2, h, w, c), (0, 0, 0, 1, 0, 3))             # 5x7 -> 8x8, zeros
+    windows = grid.view(2, 2, s, 2, s, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, s * s, c)
+    q, k, v = block.qkv(windows).view(-1, s * s, 3, 2, c // 2).permute(2, 0, 3, 1, 4)  # pad rows: qkv = bias
+    att = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(-1, s * s, c)
+    att = att.view(2, 2, 2, s, s, c).permute(0, 1, 3, 2, 4, 5).reshape(2, 8, 8, c)[:, :h, :w].reshape(2, h * w, c)
+    y = x + block.proj(att)
+    expected = y + block.mlp(block.norm2(y))
+    assert torch.allclose(block(x, (h, w)), expected, atol=1e-5)
