@@ -80,6 +80,8 @@ class SizeSpec:
     backbone: dict | None = None             # replaces the config's backbone (tiny: a small EVA02ViT)
     act_batches: tuple[int, ...] = (8, 32, 64)
     gen_batches: tuple[int, ...] = (1, 32)
+    collector_worlds: int = 32               # simulators stepped by one batched policy in the collector part
+    collector_ticks: int = 50
     ppo_batch: int = 32
     ppo_minibatches: int = 3
     latency_runs: int = 20
@@ -91,8 +93,9 @@ SIZES = {
     # the ViT's FLOP count and the analytic estimate at real code paths.
     "tiny": SizeSpec("tiny", "minddrive_tiny.py", None, text_len=96, il_ladder=((2, False), (1, True)),
                      parts=("fast_act", "components", "rollout", "il_step", "il_step_compiled", "il_step_compiled_llm",
-                            "ppo"),
+                            "ppo", "collector"),
                      act_batches=(4,), gen_batches=(1, 4), ppo_batch=4, ppo_minibatches=2, latency_runs=3,
+                     collector_worlds=2, collector_ticks=10,
                      ceiling_n=512, backbone=dict(type="EVA02ViT", img_size=(128, 224), patch_size=16, embed_dim=32,
                                                   depth=2, num_heads=2, window_size=4, global_every=2)),
     "05b": SizeSpec("05b", "minddrive_qwen2_05b.py", QWEN2_05B, text_len=320),
@@ -945,6 +948,39 @@ class SyntheticSteps(torch.utils.data.Dataset):
                     ret=float(self.values[i] + self.advantages[i]))
 
 
+ROLLOUT_CONFIG = REPO_ROOT / "adzoo" / "minddrive" / "configs" / "minddrive_qwen2_05B_lora_rollout.py"
+
+
+def bench_collector(model, spec: SizeSpec, image_size, device) -> dict:
+    """Issue #7's GPU collector figure: decision steps/s of the rollout driver (``minddrive.rl.bench``:
+    sampled decisions, traces and rewards as in RL) with ``collector_worlds`` embedded simulators in one
+    ``VecDriveEnv`` stepped by one batched policy, cameras rendered on the host at the model's input size,
+    and the policy as the GPU rollout config runs it (``rollout.policy``: bf16, compiled regions, graphs).
+    The first decision tick (compiles and captures at this batch) is timed apart."""
+    from minddrive.config import load_config
+    from minddrive.models.policy import MindDrivePolicy
+    from minddrive.rl.bench import bench
+
+    cfg = load_config(ROLLOUT_CONFIG, {"env.image_size": tuple(image_size)})
+    configured = dict(cfg.rollout.get("policy") or {}) if device.type == "cuda" else {}
+    # The config's runtime first, then without the compile and without the graphs: batch sizes vary in a
+    # rollout (a world starting an episode decides off the common phase), which compiles and captures pay.
+    variants = [configured] + ([dict(dtype="bfloat16", cuda_graphs=True), dict(dtype="bfloat16")] if configured else [])
+    results = []
+    for runtime in variants:
+        policy = MindDrivePolicy(copy.deepcopy(model), device, **runtime).eval()
+        try:
+            warm = bench(cfg, None, spec.collector_worlds, cfg.rollout.get("decision_interval", 5), policy=policy)
+            out = bench(cfg, None, spec.collector_worlds, spec.collector_ticks, policy=policy, seed=2_000_000)
+        finally:
+            policy.model.decompile_regions()
+            del policy
+            free_memory(device)
+        results.append(dict(out, runtime=runtime, first_decision_tick_s=warm["seconds"]))
+    return dict(results[0], variants=results[1:], config=str(ROLLOUT_CONFIG.relative_to(REPO_ROOT)),
+                image_size=list(image_size), host_threads=1)
+
+
 def ppo_samples_per_s(adapter, dataset, batch_size: int, device: torch.device, seed: int = 0) -> tuple[float, dict]:
     """One PPO epoch over ``dataset`` (after a one-minibatch warm-up); samples/s and the last metrics."""
     from minddrive.rl.ppo import PPOHyperParams, ppo_update, select_trainable
@@ -1010,7 +1046,7 @@ class ResultFile:
 
 # Seconds a measurement needs at least to be worth starting (build, IL ladder, act + generation, PPO).
 MIN_SECONDS = {"model": 10.0, "components": 10.0, "il_step": 20.0, "rollout": 15.0, "ppo": 15.0, "fast_act": 15.0,
-               "il_step_compiled": 45.0, "il_step_compiled_llm": 45.0}  # compiles (fwd + bwd) take tens of seconds
+               "il_step_compiled": 45.0, "il_step_compiled_llm": 45.0, "collector": 30.0}  # compiles (fwd + bwd) take tens of seconds
 
 
 def run_size(spec: SizeSpec, device: torch.device, steps: int, ceiling_n: int | None,
@@ -1059,7 +1095,8 @@ def run_size(spec: SizeSpec, device: torch.device, steps: int, ceiling_n: int | 
                "il_step_compiled": lambda: bench_il_step_compiled(model, spec, image_size, device, steps, ceiling,
                                                                   results.get("il_step")),
                "il_step_compiled_llm": lambda: bench_il_step_compiled(model, spec, image_size, device, steps, ceiling,
-                                                                      results.get("il_step"), llm_layers=True)}
+                                                                      results.get("il_step"), llm_layers=True),
+               "collector": lambda: bench_collector(model, spec, image_size, device)}
     for name in parts or spec.parts:
         measure(name, benches[name])
     return results
@@ -1159,6 +1196,14 @@ def summary_rows(results: dict) -> list[tuple[str, str, str]]:
             rows.append((size, "act", f"b1 {ro['act_b1_ms']} ms (target < 30); dec/s {ro['act_decisions_per_s']}"))
             rows.append((size, "generate", f"2 tok {ro['generate2_decisions_per_s']}; "
                          f"{UPSTREAM_ANSWER_TOKENS} tok {ro['generate_upstream_decisions_per_s']}; {speed}"))
+        co = r.get("collector", {})
+        if "decision_steps_per_s" in co:
+            for row in [co] + co.get("variants", []):
+                rows.append((size, "collector", f"{row['worlds']} simulators, {row['runtime']}: {row['decision_steps_per_s']} "
+                             f"decision steps/s ({row['policy_calls']} policy calls {row['policy_s']} s, render "
+                             f"{row['render_s']} s, sim {row['sim_s']} s of {row['seconds']} s)"))
+        elif co:
+            rows.append((size, "collector", str(co.get("error", co.get("skipped")))))
         ppo = r.get("ppo", {})
         if not ppo or "skipped" in ppo:
             rows.append((size, "PPO update", ppo.get("skipped", "not run")))
@@ -1181,7 +1226,7 @@ def parse_args(argv=None):
                         help="seconds for the whole run; measurements that cannot start in time are skipped")
     parser.add_argument("--deadline", type=float, default=None, help=argparse.SUPPRESS)  # set for the children
     parser.add_argument("--parts", default=None,
-                        help="comma-separated subset/order of fast_act,components,il_step,il_step_compiled,il_step_compiled_llm,rollout,ppo "
+                        help="comma-separated subset/order of fast_act,components,il_step,il_step_compiled,il_step_compiled_llm,rollout,ppo,collector "
                              "(default: the size's own order)")
     return parser.parse_args(argv)
 
@@ -1213,7 +1258,8 @@ def main(argv=None) -> int:
     else:
         torch.set_num_threads(max(1, min(torch.get_num_threads(), int(os.environ.get("OMP_NUM_THREADS", "64")))))
         parts = tuple(args.parts.split(",")) if args.parts else None
-        known = ("fast_act", "components", "il_step", "il_step_compiled", "il_step_compiled_llm", "rollout", "ppo")
+        known = ("fast_act", "components", "il_step", "il_step_compiled", "il_step_compiled_llm", "rollout", "ppo",
+                 "collector")
         unknown = [p for p in parts or () if p not in known]
         if unknown:
             print(f"gpu_bench: error: --parts: unknown {unknown}; expected some of {', '.join(known)}",

@@ -97,6 +97,8 @@ def test_gpu_bench_tiny_reports_every_figure(runs):
     assert ilc["speedup_vs_eager"] == pytest.approx(ilc["samples_per_s"] / il["samples_per_s"], rel=0.02, abs=0.006)
     assert ilc["mfu_vs_ceiling"] == pytest.approx(il["flop_per_step"] / (ilc["step_ms"] / 1e3)
                                                   / r["ceiling"]["flops_per_s"], rel=0.05)
+    co = r["collector"]  # the rollout driver with a prebuilt policy, as on the GPU with real shapes
+    assert co["worlds"] == 2 and co["decision_steps"] > 0 and co["decision_steps_per_s"] > 0 and co["runtime"] == {}
     ppo = r["ppo"]
     assert ppo["compute_samples_per_s"] > 0 and ppo["end_to_end_samples_per_s"] > 0
     assert ppo["loss"] == ppo["loss"]  # not NaN

@@ -144,12 +144,14 @@ class MindDrive(nn.Module):
         on an H200 kept the GPU busy ~300 of ~540 ms, the rest being the host launching the LoRA-wrapped
         layers' small kernels and autocast weight casts one by one, and at batch 1 the decision pass is
         ~3,000 tiny kernels (``benchmarks/scene_profile.py``); fused, there are far fewer. Sequence lengths
-        vary between batches, so these layers compile with automatic dynamic shapes."""
+        and, in rollouts, batch sizes vary (worlds start episodes off the common decision phase), so every
+        region compiles with automatic dynamic shapes: one recompile when a size first changes, not one per
+        size."""
         import torch._dynamo
 
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 32)
         if hasattr(self.backbone, "compile_blocks"):
-            self.backbone.compile_blocks(backend=backend, mode=mode)
+            self.backbone.compile_blocks(backend=backend, mode=mode, dynamic=None)
         for layer in self._compiled_layers():
             layer.compile(backend=backend, mode=mode)
 

@@ -198,20 +198,21 @@ class EVA02ViT(nn.Module):
         if compile_blocks:
             self.compile_blocks()
 
-    def compile_blocks(self, backend: str = "inductor", mode: str | None = None) -> None:
+    def compile_blocks(self, backend: str = "inductor", mode: str | None = None, dynamic: bool | None = False) -> None:
         """Regional compilation: ``torch.compile`` each block in place (``nn.Module.compile``: parameter names
         and checkpoints unchanged). The blocks share one class and one ``forward``, so Dynamo traces it once
         per variant (windowed / global attention; train / inference; dtype) and every block reuses that code:
         compile time is that of one block, not of the 24-block model. Inductor fuses the LayerNorms, the
         SwiGLU gate, residual adds and the window pad/permute copies, and pads the MLP's 2730-wide matmuls to
-        aligned shapes. The first forward of each variant pays the compile."""
+        aligned shapes. The first forward of each variant pays the compile. ``dynamic=None`` (automatic
+        dynamic shapes) recompiles once for a batch size that changes, instead of once per size."""
         import torch._dynamo
 
         # 2 attention variants x (train, eval, inference dtype) fit; the default limit of 8 could silently
         # drop later variants back to eager.
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 32)
         for block in self.blocks:
-            block.compile(backend=backend, mode=mode, dynamic=False)
+            block.compile(backend=backend, mode=mode, dynamic=dynamic)
         self.compiled_blocks = True
 
     def decompile_blocks(self) -> None:

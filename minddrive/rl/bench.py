@@ -14,7 +14,10 @@ import json
 import time
 
 
-def bench(cfg, ckpt: str | None, worlds: int, ticks: int, eager_render: bool = False, seed: int = 1_000_000) -> dict:
+def bench(cfg, ckpt: str | None, worlds: int, ticks: int, eager_render: bool = False, seed: int = 1_000_000,
+          policy=None) -> dict:
+    """``policy`` replaces the one ``cfg``/``ckpt`` would load (e.g. a real-shape model with random weights
+    on a GPU, ``benchmarks/gpu_bench.py``'s collector part)."""
     import torch
 
     from minddrive.eval.driver import PolicyDriver
@@ -22,7 +25,8 @@ def bench(cfg, ckpt: str | None, worlds: int, ticks: int, eager_render: bool = F
     from minddrive.rl.workers import build_worlds, load_policy, policy_module
 
     torch.set_num_threads(1)
-    policy = load_policy(cfg, ckpt)
+    if policy is None:
+        policy = load_policy(cfg, ckpt)
     policy_module(policy).eval()
     vec = build_worlds(cfg, worlds)
     driver = PolicyDriver(vec, policy, decision_interval=cfg.rollout.get("decision_interval", 5), sample=True,
