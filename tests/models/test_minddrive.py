@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import pytest
 
 import torch
@@ -302,3 +303,17 @@ def test_route_anchored_path_is_the_route_plus_the_heads_offset(tiny_model, tiny
     torch.testing.assert_close(seen["gt_path"], (tiny_batch["path_points"] - tiny_batch["route"][:, :NUM_PATH_POINTS]).float())
     with pytest.raises(UserError, match="model.path_anchor"):
         type(tiny_model)._check_path_anchor("lane")
+
+
+def test_preprocess_keeps_uint8_images_and_acts_as_on_float_images(tiny_model):
+    from minddrive.sim.env import EmbeddedDriveEnv
+
+    obs, _ = EmbeddedDriveEnv(render=True, image_size=(128, 224)).reset(seed=3)
+    assert obs["images"].dtype == np.uint8
+    policy = MindDrivePolicy(tiny_model).eval()
+    batch = policy.preprocess([obs, obs])
+    as_float = policy.preprocess([dict(obs, images=obs["images"].astype(np.float32))] * 2)
+    assert batch["img"].dtype == torch.uint8 and as_float["img"].dtype == torch.float32
+    assert torch.equal(batch["img"].float(), as_float["img"])
+    a, b = policy.act(batch, sample=False), policy.act(as_float, sample=False)
+    assert torch.equal(a.log_probs, b.log_probs) and torch.equal(a.path, b.path)
