@@ -58,11 +58,12 @@ def vit_matmuls(backbone, images: int, device: torch.device) -> dict:
     return {name: dict(shape=list(s), tflops=linear_tflops(*s, device)) for name, s in shapes.items()}
 
 
-def module_times(net, batch: dict, device: torch.device, runs: int = 5) -> dict:
-    """Median ms per top-level child over ``runs`` calls of ``encode_scene`` (forward hooks with CUDA events)."""
+def module_times(model, run, device: torch.device, runs: int = 5, label: str = "encode_scene") -> dict:
+    """Median ms of ``run()`` (as ``{label}_ms``) and of each top-level child of ``model`` inside it, over
+    ``runs`` calls (forward hooks with CUDA events; one warm-up call not recorded)."""
     events: dict[str, list] = defaultdict(list)
     handles = []
-    for name, child in net.named_children():
+    for name, child in model.named_children():
         def pre(_m, _i, name=name):
             start = torch.cuda.Event(enable_timing=True) if device.type == "cuda" else None
             if start is not None:
@@ -76,13 +77,13 @@ def module_times(net, batch: dict, device: torch.device, runs: int = 5) -> dict:
                 events[name][-1][1] = end
         handles += [child.register_forward_pre_hook(pre), child.register_forward_hook(post)]
     try:
-        net.encode_scene(batch)  # warm-up, not recorded
+        run()
         events.clear()
-        whole = gb.time_device(lambda: net.encode_scene(batch), device, warmup=0, runs=runs)
+        whole = gb.time_device(run, device, warmup=0, runs=runs)
     finally:
         for h in handles:
             h.remove()
-    out = {"encode_scene_ms": round(whole, 2)}
+    out = {f"{label}_ms": round(whole, 2)}
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         for name, pairs in events.items():
@@ -90,26 +91,6 @@ def module_times(net, batch: dict, device: torch.device, runs: int = 5) -> dict:
             calls = max(1, len(per_call) // runs)
             out[f"{name}_ms"] = round(statistics.median(per_call) * calls, 2)
     return out
-
-
-def module_times_train(model, batch: dict, device: torch.device) -> dict:
-    """Forward ms of each top-level child inside one autocast training forward (no backward)."""
-    with gb.autocast(device):
-        timed = module_times(_ForwardOnly(model), batch, device, runs=2)
-    return timed
-
-
-class _ForwardOnly:
-    """Adapts ``module_times`` (which calls ``net.encode_scene``) to a whole training forward."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def named_children(self):
-        return self.model.named_children()
-
-    def encode_scene(self, batch):
-        return self.model(batch)
 
 
 def sync_sites(fn, device: torch.device, top: int = 12) -> list[dict]:
@@ -181,10 +162,10 @@ def main(argv=None) -> int:
     save()
     batch = gb.runtime_batch(1, image_size, device, seed=1)
     with torch.inference_mode(), policy._autocast():
-        results["modules_b1_eager"] = module_times(net, batch, device)
+        results["modules_b1_eager"] = module_times(net, lambda: net.encode_scene(batch), device)
         save()
         net.backbone.compile_blocks(backend="inductor" if device.type == "cuda" else "aot_eager")
-        results["modules_b1_compiled"] = module_times(net, batch, device)
+        results["modules_b1_compiled"] = module_times(net, lambda: net.encode_scene(batch), device)
         results["kernels_b1_compiled"] = kernel_table(lambda: net.encode_scene(batch), device,
                                                       out_dir / "scene_profile_act_b1.txt")
         net.backbone.decompile_blocks()
@@ -227,7 +208,9 @@ def main(argv=None) -> int:
         il_batch = gb.training_batch(model, args.train_batch, image_size, spec.text_len, device)
         step = lambda: gb.il_train_step(model, optimizer, il_batch, device)  # noqa: E731
         results["il_step_ms"] = round(gb.time_device(step, device, warmup=2, runs=3), 1)
-        results["il_step_forward_modules"] = {k: v for k, v in module_times_train(model, il_batch, device).items()}
+        with gb.autocast(device):  # the training forward alone, as the step runs it
+            results["il_step_forward_modules"] = module_times(model, lambda: model(il_batch), device, runs=2,
+                                                              label="forward")
         results["syncs_il_step_compiled"] = sync_sites(step, device)
         results["kernels_il_step_compiled"] = kernel_table(step, device, out_dir / "scene_profile_il_step.txt")
     finally:

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from torch.utils._pytree import tree_map
 
 from minddrive.interfaces import ActOutput
 
@@ -37,23 +38,59 @@ def _eval_mode(module: torch.nn.Module):
         module.train(True)
 
 
-class DecoderGraphs:
-    """CUDA graphs of the LLM pass, captured once per static shape and replayed (``MindDrive.decoder_graphs``).
+class GraphCache:
+    """CUDA graphs captured once per input signature and replayed, with static copies of the inputs.
 
-    ``act``'s LLM passes have static shapes per batch size (prompts come from fixed-width token tables), and
-    at small batches a 24-layer pass with LoRA on 7 projections is bound by kernel launches, not by the GPU
-    (run 3: ~50 ms per 0.5B pass at batch 1). A graph replays the whole pass as one launch. Keyed by (adapters,
-    input shape, dtype, autocast); inputs are copied into the graph's static buffers and the output is cloned,
-    so results never alias a later replay. The mask is built inside the graph as a (B, 1, L, L) boolean
-    causal-and-padding mask from the (B, L) one, because transformers reads a (B, L) mask on the host to
-    decide whether it can be dropped (a sync, illegal while capturing). A shape whose capture fails is
-    recorded in ``failures`` and runs eagerly from then on: the fast path can only cost speed, never a run.
+    :meth:`replay` copies the inputs into the signature's static copies, replays its graph and returns
+    clones of the outputs, so results never alias a later replay. A signature whose capture fails (e.g. a
+    host sync inside the captured code), or one beyond ``max_graphs``, is left to the caller to run eagerly
+    from then on (recorded in ``failures``): the fast path can only cost speed, never a run.
     """
 
     def __init__(self, max_graphs: int = 8, warmup: int = 2):
         self.max_graphs, self.warmup = max_graphs, warmup
-        self.graphs: dict[tuple, tuple] = {}
-        self.failures: dict[tuple, str] = {}
+        self.graphs: dict[Any, tuple] = {}
+        self.failures: dict[Any, str] = {}
+
+    def replay(self, key, inputs: dict[str, torch.Tensor], run) -> Any | None:
+        """``run(static_inputs)``'s outputs for ``inputs`` from the graph of ``key`` (captured at its first
+        call), or None where ``key`` runs eagerly."""
+        entry = self.graphs.get(key)
+        if entry is None:
+            if key in self.failures or len(self.graphs) >= self.max_graphs:
+                return None
+            static = {k: v.clone() for k, v in inputs.items()}
+            device = next(iter(inputs.values())).device
+            try:
+                graph, outputs = capture_graph(lambda: run(static), device, self.warmup)
+            except Exception as exc:
+                self.failures[key] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                return None
+            entry = self.graphs[key] = (static, graph, outputs)
+        static, graph, outputs = entry
+        for k, v in inputs.items():
+            static[k].copy_(v)
+        graph.replay()
+        return tree_map(lambda t: t.clone() if torch.is_tensor(t) else t, outputs)
+
+
+def _autocast_key() -> tuple:
+    autocast = torch.is_autocast_enabled("cuda")
+    return autocast, torch.get_autocast_dtype("cuda") if autocast else None
+
+
+class DecoderGraphs(GraphCache):
+    """CUDA graphs of the LLM pass, one per static shape (``MindDrive.decoder_graphs``).
+
+    ``act``'s LLM passes have static shapes per batch size (prompts come from fixed-width token tables), and
+    at small batches a 24-layer pass with LoRA on 7 projections is bound by kernel launches, not by the GPU
+    (run 3: ~50 ms per 0.5B pass at batch 1). A graph replays the whole pass as one launch. Keyed by (adapters,
+    input shape, dtype, autocast). The mask is built inside the graph as a (B, 1, L, L) boolean
+    causal-and-padding mask from the (B, L) one, because transformers reads a (B, L) mask on the host to
+    decide whether it can be dropped (a sync, illegal while capturing).
+    """
 
     @staticmethod
     def full_mask(mask: torch.Tensor) -> torch.Tensor:
@@ -62,37 +99,13 @@ class DecoderGraphs:
         causal = torch.ones(length, length, dtype=torch.bool, device=mask.device).tril()
         return causal[None, None] & mask.bool()[:, None, None, :]
 
-    def _key(self, adapters, embeds: torch.Tensor, mask: torch.Tensor) -> tuple:
-        autocast = torch.is_autocast_enabled("cuda")
-        return (adapters, tuple(embeds.shape), embeds.dtype, mask.dtype, autocast,
-                torch.get_autocast_dtype("cuda") if autocast else None)
-
     def __call__(self, adapters: tuple[str, ...], embeds: torch.Tensor, mask: torch.Tensor, forward) -> torch.Tensor:
         if embeds.device.type != "cuda" or mask.dim() != 2:
             return forward(adapters, embeds, mask)
-        key = self._key(adapters, embeds, mask)
-        entry = self.graphs.get(key)
-        if entry is None:
-            if key in self.failures or len(self.graphs) >= self.max_graphs:
-                return forward(adapters, embeds, mask)
-            try:
-                entry = self._capture(adapters, embeds, mask, forward)
-            except Exception as exc:  # e.g. a host sync inside a new transformers version: stay eager
-                self.failures[key] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
-                torch.cuda.synchronize(embeds.device)
-                return forward(adapters, embeds, mask)
-            self.graphs[key] = entry
-        static_embeds, static_mask, static_out, graph = entry
-        static_embeds.copy_(embeds)
-        static_mask.copy_(mask)
-        graph.replay()
-        return static_out.clone()
-
-    def _capture(self, adapters, embeds, mask, forward):
-        static_embeds, static_mask = embeds.clone(), mask.clone()
-        graph, static_out = capture_graph(lambda: forward(adapters, static_embeds, self.full_mask(static_mask)),
-                                          embeds.device, self.warmup)
-        return static_embeds, static_mask, static_out, graph
+        key = (adapters, tuple(embeds.shape), embeds.dtype, mask.dtype, *_autocast_key())
+        out = self.replay(key, dict(embeds=embeds, mask=mask),
+                          lambda s: forward(adapters, s["embeds"], self.full_mask(s["mask"])))
+        return forward(adapters, embeds, mask) if out is None else out
 
 
 def capture_graph(run, device: torch.device, warmup: int):
@@ -110,51 +123,24 @@ def capture_graph(run, device: torch.device, warmup: int):
     return graph, outputs
 
 
-class SceneGraphs:
+class SceneGraphs(GraphCache):
     """CUDA graphs of ``MindDrive.encode_scene`` (``MindDrive.scene_graphs``), one per input signature.
 
     At batch 1 the scene encoder's ~26 ms of GPU work took ~12 ms longer on the wall: the host launching the
     ViT, PETR geometry and query-decoder kernels one by one (H200, ``benchmarks/gpu_bench.py`` run 5). A graph
     launches them all at once. Keyed by the batch's tensor keys, shapes and dtypes and the autocast state (an
     episode's first frame has no memory: its own graph). Every tensor of the batch is copied into the
-    graph's static copy, so nothing the encoder reads is stale; outputs are cloned. Only for batches already
-    on the model's CUDA device (a host tensor would be copied inside the graph); a failed capture is
-    recorded in ``failures`` and that signature runs eagerly from then on.
+    graph's static copy, so nothing the encoder reads is stale. Only for batches of tensors already on the
+    model's CUDA device (a host tensor would be copied inside the graph).
     """
-
-    def __init__(self, max_graphs: int = 8, warmup: int = 2):
-        self.max_graphs, self.warmup = max_graphs, warmup
-        self.graphs: dict[tuple, tuple] = {}
-        self.failures: dict[tuple, str] = {}
-
-    @staticmethod
-    def _key(batch: dict[str, Any]) -> tuple:
-        autocast = torch.is_autocast_enabled("cuda")
-        return (tuple((k, tuple(v.shape), v.dtype, v.device) for k, v in sorted(batch.items()) if torch.is_tensor(v)),
-                autocast, torch.get_autocast_dtype("cuda") if autocast else None)
 
     def __call__(self, batch: dict[str, Any], encode) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         tensors = {k: v for k, v in batch.items() if torch.is_tensor(v)}
         if not tensors or any(v.device.type != "cuda" for v in tensors.values()) or len(tensors) != len(batch):
             return encode(batch)
-        key = self._key(batch)
-        entry = self.graphs.get(key)
-        if entry is None:
-            if key in self.failures or len(self.graphs) >= self.max_graphs:
-                return encode(batch)
-            static = {k: v.clone() for k, v in tensors.items()}
-            try:
-                graph, outputs = capture_graph(lambda: encode(static), next(iter(tensors.values())).device, self.warmup)
-            except Exception as exc:  # e.g. a host sync inside the encoder: stay eager for this signature
-                self.failures[key] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
-                torch.cuda.synchronize()
-                return encode(batch)
-            entry = self.graphs[key] = (static, graph, outputs)
-        static, graph, (scene, dec) = entry
-        for k, v in tensors.items():
-            static[k].copy_(v)
-        graph.replay()
-        return scene.clone(), {k: (v.clone() if torch.is_tensor(v) else v) for k, v in dec.items()}
+        key = (tuple((k, tuple(v.shape), v.dtype, v.device) for k, v in sorted(tensors.items())), *_autocast_key())
+        out = self.replay(key, tensors, encode)
+        return encode(batch) if out is None else out
 
 
 class MindDrivePolicy(torch.nn.Module):

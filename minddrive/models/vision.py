@@ -149,7 +149,7 @@ class _ViTBlock(nn.Module):
             ph, pw = (-h) % s, (-w) % s  # pad the grid to whole windows
             hp, wp = h + ph, w + pw
             # The windows pad the normed tokens with zeros, whose qkv is the bias alone: project only the real
-            # tokens and pad their qkv with the bias (40x40 patches pad to 48x48 at window 16: 31 % of the rows).
+            # tokens and pad their qkv with the bias.
             qkv = F.pad(F.linear(y, self.qkv.weight).view(b, h, w, 3 * c), (0, 0, 0, pw, 0, ph))
             if self.qkv.bias is not None:
                 qkv = qkv + self.qkv.bias
@@ -159,8 +159,8 @@ class _ViTBlock(nn.Module):
             y = grid[:, :h, :w].reshape(b, h * w, c)
         else:
             y = self._attend(self.qkv(y))
-        # ``proj`` is per token, so applying it after dropping the window padding gives the same values while
-        # skipping the padded rows (40x40 patches pad to 48x48 at window 16: 31% of the rows).
+        # ``proj`` is per token, so applying it after dropping the window padding gives the same values. Like
+        # qkv above, it skips the padded rows (40x40 patches pad to 48x48 at window 16: 31 % of the rows).
         x = x + self.proj(y)
         return x + self.mlp(self.norm2(x))
 
@@ -203,8 +203,8 @@ class EVA02ViT(nn.Module):
         and checkpoints unchanged). The blocks share one class and one ``forward``, so Dynamo traces it once
         per variant (windowed / global attention; train / inference; dtype) and every block reuses that code:
         compile time is that of one block, not of the 24-block model. Inductor fuses the LayerNorms, the
-        SwiGLU gate, residual adds and the window pad/permute copies, and pads the MLP's 2730-wide matmuls to
-        aligned shapes. The first forward of each variant pays the compile. ``dynamic=None`` (automatic
+        SwiGLU gate, residual adds and the window pad/permute copies (the MLP pads its own 2730-wide
+        matmuls, ``_SwiGLU``). The first forward of each variant pays the compile. ``dynamic=None`` (automatic
         dynamic shapes) recompiles once for a batch size that changes, instead of once per size."""
         import torch._dynamo
 

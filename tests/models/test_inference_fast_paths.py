@@ -166,3 +166,35 @@ def test_vit_mlp_padded_to_aligned_width_matches_unpadded_values_and_gradients()
     assert [g.shape for g in grads] == [g.shape for g in ref_grads] and mlp.w12.weight.shape == (170, 24)
     assert all(torch.allclose(g, r, atol=1e-5) for g, r in zip(grads, ref_grads))
     assert ref_grads[0].abs().sum() > 0
+
+
+def test_graph_cache_replays_into_static_copies_and_stays_eager_after_a_failed_capture(monkeypatch):
+    """The caching, copying and fallback logic shared by DecoderGraphs and SceneGraphs, with the CUDA capture
+    replaced by a stand-in that replays ``run`` into the captured outputs (as a graph rewrites them)."""
+    from minddrive.models import policy as policy_module
+
+    def fake_capture(run, device, warmup):
+        outputs = run()
+
+        class Graph:
+            def replay(self):
+                for out, new in zip(outputs, run()):
+                    out.copy_(new)
+        return Graph(), outputs
+
+    monkeypatch.setattr(policy_module, "capture_graph", fake_capture)
+    cache = policy_module.GraphCache(max_graphs=1)
+    run = lambda s: (s["x"] * 2, s["x"] + 1)  # noqa: E731
+    first = cache.replay("k", {"x": torch.ones(3)}, run)
+    second = cache.replay("k", {"x": torch.full((3,), 5.0)}, run)
+    assert torch.equal(second[0], torch.full((3,), 10.0)) and torch.equal(second[1], torch.full((3,), 6.0))
+    assert torch.equal(first[0], torch.full((3,), 2.0))  # a clone: the later replay did not overwrite it
+    assert cache.replay("other", {"x": torch.ones(3)}, run) is None and list(cache.graphs) == ["k"]  # over max_graphs
+
+    def sync_while_capturing(static):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    failing = policy_module.GraphCache()
+    assert failing.replay("k", {"x": torch.ones(1)}, sync_while_capturing) is None
+    assert failing.failures["k"].startswith("RuntimeError: operation not permitted") and not failing.graphs
+    assert failing.replay("k", {"x": torch.ones(1)}, run) is None  # stays eager
