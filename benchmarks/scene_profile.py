@@ -145,6 +145,8 @@ def main(argv=None) -> int:
     parser.add_argument("--size", default="05b", choices=list(gb.SIZES))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cuda", "cpu"])
     parser.add_argument("--train-batch", type=int, default=4, help="IL batch of the ViT forward+backward profile")
+    parser.add_argument("--il-llm-mode", default="reduce-overhead",
+                        help="compile mode of the LLM layers in the IL step profile ('default': no CUDA graphs)")
     parser.add_argument("--out", default="work_dirs/scene_profile")
     args = parser.parse_args(argv)
     device, out_dir = torch.device(args.device), Path(args.out)
@@ -202,7 +204,8 @@ def main(argv=None) -> int:
         results["vit_fwd_bwd_ms"] = round(gb.time_device(forward_backward, device, warmup=2, runs=3), 1)
         results["kernels_vit_fwd_bwd_compiled"] = kernel_table(forward_backward, device,
                                                                out_dir / "scene_profile_vit_train.txt")
-        model.compile_regions(backend=backend)  # the IL step's best path: the LLM and query decoder layers too
+        # the IL step's best path: the LLM and query-decoder layers too, the LLM's as CUDA graphs on the GPU
+        model.compile_regions(backend=backend, llm_mode=args.il_llm_mode if device.type == "cuda" else None)
         model.train()
         optimizer = gb.make_optimizer(model)
         il_batch = gb.training_batch(model, args.train_batch, image_size, spec.text_len, device)

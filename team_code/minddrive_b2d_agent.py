@@ -129,7 +129,7 @@ class MindDriveAgent(AutonomousAgent):
     # --- hooks a subclass (or a test) may replace -----------------------------------------------------
     def load_policy(self, ckpt: str) -> Any:
         """The checkpoint as a ``MindDrivePolicy`` (``act`` / ``preprocess``); ``agent.policy`` in the config
-        sets how it runs (dtype, cuda_graphs, compile: see ``MindDrivePolicy``)."""
+        sets how it runs (dtype, cuda_graphs, compile, merge_adapters, vit_float8: see ``MindDrivePolicy``)."""
         import torch
 
         from minddrive.models.policy import MindDrivePolicy

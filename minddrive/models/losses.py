@@ -70,19 +70,48 @@ def lm_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
     return F.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=-100)
 
 
+class MatchingCosts:
+    """The host copy of a set-matching problem, started without waiting for the GPU (:func:`start_matching`).
+
+    The assignment runs on the host (scipy). Reading the costs there is a sync: the host waits for everything
+    queued so far, and the GPU then idles while the host launches what follows. Started right after the
+    query decoder, the copy is queued behind the decoder alone; by the time the losses need it, the GPU has
+    long finished it and is busy with the LLM, so :meth:`wait` returns without draining the queue.
+    """
+
+    def __init__(self, pred_points: torch.Tensor, targets: torch.Tensor, target_mask: torch.Tensor):
+        cost = torch.cdist(pred_points.detach().float(), targets.detach().float(), p=1)  # (B, N, M)
+        valid = target_mask.detach() > 0
+        if cost.device.type == "cuda":
+            self.cost = torch.empty(cost.shape, dtype=cost.dtype, pin_memory=True).copy_(cost, non_blocking=True)
+            self.valid = torch.empty(valid.shape, dtype=valid.dtype, pin_memory=True).copy_(valid, non_blocking=True)
+            self.ready: torch.cuda.Event | None = torch.cuda.Event()
+            self.ready.record()
+        else:
+            self.cost, self.valid, self.ready = cost, valid, None
+
+    def wait(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.ready is not None:
+            self.ready.synchronize()  # waits for the copies only, not for work queued after them
+        return self.cost.numpy(), self.valid.numpy()
+
+
+def start_matching(pred_points: torch.Tensor, targets: torch.Tensor, target_mask: torch.Tensor) -> MatchingCosts:
+    """Queue the host copy of the L1 cost of ``pred_points`` (B, N, D) against ``targets`` (B, M, D)."""
+    return MatchingCosts(pred_points, targets, target_mask)
+
+
 def set_matching_loss(pred_points: torch.Tensor, pred_logits: torch.Tensor, targets: torch.Tensor,
-                      target_mask: torch.Tensor) -> torch.Tensor:
+                      target_mask: torch.Tensor, costs: MatchingCosts | None = None) -> torch.Tensor:
     """Hungarian-matched L1 (+ objectness BCE) between N predictions and up to M targets, per sample.
 
-    ``pred_points`` (B, N, D), ``pred_logits`` (B, N), ``targets`` (B, M, D), ``target_mask`` (B, M).
+    ``pred_points`` (B, N, D), ``pred_logits`` (B, N), ``targets`` (B, M, D), ``target_mask`` (B, M);
+    ``costs`` from :func:`start_matching` on the same tensors, started earlier (else started here).
     """
     from scipy.optimize import linear_sum_assignment
 
-    # The assignment runs on the host (scipy). One batched cost over all target slots goes there in one copy
-    # and the matched indices come back in one: three host syncs per batch instead of several per sample.
     device = pred_points.device
-    cost = torch.cdist(pred_points.detach().float(), targets.detach().float(), p=1).cpu().numpy()  # (B, N, M)
-    valid = (target_mask > 0).cpu().numpy()
+    cost, valid = (costs or start_matching(pred_points, targets, target_mask)).wait()
     matches = []                                     # (sample, prediction, target slot)
     for i in range(pred_points.shape[0]):
         slots = np.flatnonzero(valid[i])
@@ -92,9 +121,12 @@ def set_matching_loss(pred_points: torch.Tensor, pred_logits: torch.Tensor, targ
     objectness = torch.zeros_like(pred_logits)
     total = pred_points.new_zeros(())
     if matches:
-        b, p, t = torch.as_tensor(matches, device=device).T
+        index = torch.tensor(matches, dtype=torch.long)
+        if device.type == "cuda":  # from pinned memory: an asynchronous copy, no wait for the GPU
+            index = index.pin_memory()
+        b, p, t = index.to(device, non_blocking=True).T
         total = (pred_points[b, p] - targets[b, t].to(pred_points.dtype)).abs().sum()
-        objectness[b, p] = 1.0
+        objectness = objectness.index_put((b, p), objectness.new_ones(()))
     matched = int(valid.sum()) * targets.shape[-1]
     bce = F.binary_cross_entropy_with_logits(pred_logits.float(), objectness.float())
     return total / max(matched, 1) + bce

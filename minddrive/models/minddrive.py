@@ -31,8 +31,9 @@ from minddrive.constants import (EGO_STATE_DIM, IMAGE_TOKEN, NUM_PATH_ACTIONS, N
 from minddrive.data import prompts
 from minddrive.errors import UserError
 from minddrive.models import losses as L
-from minddrive.models.llm import (ADAPTERS, LLMHandle, RowAdapterSplit, activation_checkpointing_enabled, build_llm,
-                                  build_tokenizer, is_base_parameter, lora_layers, set_activation_checkpointing)
+from minddrive.models.llm import (ADAPTERS, LLMHandle, MergedAdapters, RowAdapterSplit, activation_checkpointing_enabled,
+                                  build_llm, build_tokenizer, is_base_parameter, lora_layers,
+                                  set_activation_checkpointing)
 from minddrive.models.position_embedding import PETRPositionEmbedding
 from minddrive.models.query_decoder import select_top
 from minddrive.registry import MODELS, build
@@ -120,6 +121,8 @@ class MindDrive(nn.Module):
         # MindDrivePolicy(cuda_graphs=True): policy.DecoderGraphs, policy.SceneGraphs); None = eager.
         self.decoder_graphs = None
         self.scene_graphs = None
+        # Inference-only: LoRA merged into copies of the base weights (llm.MergedAdapters; merge_adapters()).
+        self.merged_adapters: MergedAdapters | None = None
         self.set_trainable(trainable)
         self.use_adapter("action_expert")
 
@@ -135,25 +138,30 @@ class MindDrive(nn.Module):
         return causal.model, causal.lm_head
 
     def _compiled_layers(self) -> list[nn.Module]:
-        return [*self._decoder_lm[0].layers, *getattr(self.query_decoder, "layers", [])]
+        # The trajectory head too: its GRU decoders unroll into many tiny kernels (~5.7 ms of host time in an
+        # H100 IL step's forward for a few microseconds of GPU work each).
+        return [*self._decoder_lm[0].layers, *getattr(self.query_decoder, "layers", []), self.trajectory_head]
 
-    def compile_regions(self, backend: str = "inductor", mode: str | None = None) -> None:
-        """Regional ``torch.compile``: the ViT blocks (``EVA02ViT.compile_blocks``), the LLM's decoder layers
-        and the query decoder's layers, each compiled in place (parameter names and checkpoints unchanged);
+    def compile_regions(self, backend: str = "inductor", mode: str | None = None, llm_mode: str | None = None) -> None:
+        """Regional ``torch.compile``: the ViT blocks (``EVA02ViT.compile_blocks``), the LLM's decoder layers,
+        the query decoder's layers and the trajectory head, each compiled in place (parameter names and checkpoints unchanged);
         a layer class is traced once and reused by every layer. Why more than the ViT: eager, a stage-3 step
         on an H200 kept the GPU busy ~300 of ~540 ms, the rest being the host launching the LoRA-wrapped
         layers' small kernels and autocast weight casts one by one, and at batch 1 the decision pass is
         ~3,000 tiny kernels (``benchmarks/scene_profile.py``); fused, there are far fewer. Sequence lengths
         and, in rollouts, batch sizes vary (worlds start episodes off the common decision phase), so every
         region compiles with automatic dynamic shapes: one recompile when a size first changes, not one per
-        size."""
+        size. ``llm_mode`` (default ``mode``) is the LLM layers' own compile mode, e.g. ``"reduce-overhead"``
+        (CUDA graphs) where the host launching their small kernels, not the GPU, bounds a training step."""
         import torch._dynamo
 
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 32)
         if hasattr(self.backbone, "compile_blocks"):
             self.backbone.compile_blocks(backend=backend, mode=mode, dynamic=None)
+        llm_layers = set(map(id, self._decoder_lm[0].layers))
         for layer in self._compiled_layers():
-            layer.compile(backend=backend, mode=mode)
+            layer_mode = llm_mode if llm_mode is not None and id(layer) in llm_layers else mode
+            layer.compile(**(dict(mode=layer_mode) if layer_mode else dict(backend=backend)))
 
     def decompile_regions(self) -> None:
         """Back to eager (undoes :meth:`compile_regions`; compiled code stays cached)."""
@@ -161,6 +169,39 @@ class MindDrive(nn.Module):
             self.backbone.decompile_blocks()
         for layer in self._compiled_layers():
             layer._compiled_call_impl = None  # what nn.Module.compile sets; None = plain forward
+
+    def merge_adapters(self, enabled: bool = True) -> None:
+        """Run gradient-free LLM passes on merged copies of the adapters (:class:`~minddrive.models.llm.MergedAdapters`:
+        one matmul per projection instead of three); ``False`` drops the copies. Passes with gradients (training,
+        PPO's recompute) always run the unmerged adapters."""
+        if enabled == (self.merged_adapters is not None):
+            return
+        if not enabled:
+            self.merged_adapters = None
+        elif not self._lora_layers:
+            raise UserError("merge_adapters: this PEFT version keeps the active adapter where MindDrive cannot "
+                            "reach it; run without merging")
+        else:
+            self.merged_adapters = MergedAdapters(self._lora_layers)
+        self._drop_captured_graphs()
+
+    def use_vit_float8(self, enabled: bool = True) -> None:
+        """The ViT's matmuls in float8 for gradient-free passes (``EVA02ViT.use_float8``, an approximation)."""
+        if not hasattr(self.backbone, "use_float8"):
+            if enabled:
+                raise UserError(f"vit_float8: the {type(self.backbone).__name__} backbone has no float8 path "
+                                "(EVA02ViT has)")
+            return
+        if enabled != self.backbone.float8_enabled:
+            self.backbone.use_float8(enabled)
+            self._drop_captured_graphs()
+
+    def _drop_captured_graphs(self) -> None:
+        """Graphs captured before a change of code path would replay the old path: capture again."""
+        if self.decoder_graphs is not None:
+            self.decoder_graphs = type(self.decoder_graphs)()
+        if self.scene_graphs is not None:
+            self.scene_graphs = type(self.scene_graphs)()
 
     def _group_modules(self) -> dict[str, list[nn.Module]]:
         return {"vision": [self.backbone, self.input_proj, self.position_embedding],
@@ -268,6 +309,8 @@ class MindDrive(nn.Module):
     def encode_scene(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Scene tokens (B, N_obj + N_lane + 1, hidden) and the decoder outputs (incl. new memory); without
         gradients, replayed from a CUDA graph where ``scene_graphs`` is installed."""
+        if not torch.is_grad_enabled() and hasattr(self.backbone, "refresh_float8"):
+            self.backbone.refresh_float8()  # before any graph replay: the graph reads the quantised copies
         if self.scene_graphs is not None and not torch.is_grad_enabled():
             return self.scene_graphs(batch, self._encode_scene)
         return self._encode_scene(batch)
@@ -312,7 +355,12 @@ class MindDrive(nn.Module):
         n = scene.shape[1]
         is_image = input_ids == self.image_token_id
         counts = is_image.sum(1)
-        if validate and not torch.all(counts == 1):
+        if validate and input_ids.device.type == "cuda":
+            # Checked on the device: reading the counts on the host would stall the host until the scene
+            # encoder has run, leaving the GPU idle while it then launches the LLM (an IL step's top stall).
+            torch._assert_async(torch.all(counts == 1), f"batch.input_ids: expected exactly one {IMAGE_TOKEN} "
+                                "token per sequence")
+        elif validate and not torch.all(counts == 1):
             raise UserError(f"batch.input_ids: expected exactly one {IMAGE_TOKEN} token per sequence, "
                             f"got counts {counts.tolist()}")
         img_pos = is_image.float().argmax(1, keepdim=True)  # (B, 1)
@@ -340,6 +388,8 @@ class MindDrive(nn.Module):
         Without gradients, a runner installed as ``decoder_graphs`` (``minddrive.models.policy.DecoderGraphs``:
         CUDA graphs per static shape) replays the pass instead of launching it kernel by kernel."""
         adapters = (adapter,) if isinstance(adapter, str) else tuple(adapter)
+        if self.merged_adapters is not None and not torch.is_grad_enabled():
+            self.merged_adapters.refresh()  # before any graph replay: the graphs read the merged copies
         if self.decoder_graphs is not None and not torch.is_grad_enabled():
             return self.decoder_graphs(adapters, embeds, attention_mask, self.decoder_forward)
         return self.decoder_forward(adapters, embeds, attention_mask)
@@ -350,11 +400,17 @@ class MindDrive(nn.Module):
         (B, 1, L, L) boolean mask (True = attend), which transformers passes to SDPA as it is: the form a CUDA
         graph needs, since building the mask from (B, L) reads it on the host."""
         decoder, _ = self._decoder_lm
+        if attention_mask.dim() == 2 and embeds.device.type == "cuda":
+            # transformers reads a (B, L) mask on the host to see whether it may drop it: a sync per pass.
+            attention_mask = causal_padding_mask(attention_mask)
+        if len(adapters) > 1 and embeds.shape[0] % len(adapters):
+            raise ValueError(f"run_llm: {embeds.shape[0]} rows do not split into {len(adapters)} adapter blocks")
+        if self.merged_adapters is not None and not torch.is_grad_enabled():
+            with self.merged_adapters(adapters):
+                return decoder(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False).last_hidden_state
         if len(adapters) == 1:
             self.use_adapter(adapters[0])
             return decoder(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False).last_hidden_state
-        if embeds.shape[0] % len(adapters):
-            raise ValueError(f"run_llm: {embeds.shape[0]} rows do not split into {len(adapters)} adapter blocks")
         with RowAdapterSplit(self._lora_layers, adapters):
             return decoder(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False).last_hidden_state
 
@@ -505,22 +561,19 @@ class MindDrive(nn.Module):
         also returns ``{'prev_memory', 'prev_memory_mask'}`` for the next frame.
         """
         device = self.img_mean.device
-        scene, dec = self.encode_scene(batch)
-        embeds, mask, labels, ids = self.splice_scene(batch["input_ids"].to(device), batch["attention_mask"].to(device),
-                                                      scene, batch["labels"].to(device))
-        hidden = self.run_llm("action_expert", embeds, mask)
         w = self.loss_weights
+        # Two losses need the host to read the GPU: where the labels are (the LM loss projects only those rows:
+        # the vocabulary is 152k wide) and the matching's assignment (scipy). A read waits for everything queued
+        # before it, and the GPU then idles while the host launches what follows, so each read is placed where
+        # little is queued: the label positions now, before this step's work; the matching costs right after
+        # the query decoder, copied while the LLM runs (losses.MatchingCosts).
+        input_ids, labels = batch["input_ids"].to(device), batch["labels"].to(device)
+        lm_rows, lm_cols = ((labels[:, 1:] != -100) & (input_ids[:, 1:] != self.image_token_id)).nonzero(as_tuple=True)
+        scene, dec = self.encode_scene(batch)
+        matching = self._start_aux_matching(batch, dec)
+        embeds, mask, _, ids = self.splice_scene(input_ids, batch["attention_mask"].to(device), scene)
+        hidden = self.run_llm("action_expert", embeds, mask)
         losses: dict[str, torch.Tensor] = {}
-
-        # LM cross-entropy only where labels exist: project just those positions (the vocab is 152k wide).
-        target = labels[:, 1:]
-        keep = target != -100
-        _, lm_head = self._decoder_lm
-        if keep.any():
-            logits = lm_head(hidden[:, :-1][keep]).float()
-            losses["loss_lm"] = w["lm"] * torch.nn.functional.cross_entropy(logits, target[keep])
-        else:
-            losses["loss_lm"] = hidden.sum() * 0.0
 
         h_wp, h_path, present = self._planning_states(hidden, ids, scene)
         has_plan = present & batch["has_planning"].to(device).bool()
@@ -549,20 +602,34 @@ class MindDrive(nn.Module):
         losses["loss_collision"] = w["collision"] * L.collision_loss(
             wp, wp_mask, batch["agent_boxes"].to(device).float(), batch["agent_mask"].to(device).float(),
             self.ego_size, self.collision_margin)
+        # LM cross-entropy on the labelled positions only. The hidden state at text position j predicts token
+        # j + 1; the splice moved every position from the image token on by (scene tokens - 1).
+        img_pos = (input_ids == self.image_token_id).float().argmax(1)
+        hidden_cols = lm_cols + torch.where(lm_cols >= img_pos[lm_rows], scene.shape[1] - 1, 0)
+        _, lm_head = self._decoder_lm
+        logits = lm_head(hidden[lm_rows, hidden_cols]).float()
+        losses["loss_lm"] = w["lm"] * torch.nn.functional.cross_entropy(
+            logits, labels[:, 1:][lm_rows, lm_cols], reduction="sum") / max(len(lm_rows), 1)
+        for name, (args, costs) in matching.items():
+            losses[f"loss_aux_{name}"] = w[f"aux_{name}"] * L.set_matching_loss(*args, costs=costs)
+        if return_memory:
+            return losses, {"prev_memory": dec["memory"], "prev_memory_mask": dec["memory_mask"]}
+        return losses
+
+    def _start_aux_matching(self, batch: dict[str, Any], dec: dict[str, torch.Tensor]) -> dict[str, tuple]:
+        """The query decoder's set-matching losses to compute (``aux_detection``, ``aux_lane``): for each, the
+        ``set_matching_loss`` arguments and its cost copy, started now (``losses.start_matching``)."""
+        device, w, problems = self.img_mean.device, self.loss_weights, {}
         if w["aux_detection"] > 0 and "boxes" in dec:
             # Targets: agents at the first future time (the only agent boxes the batch carries).
             agents, amask = batch["agent_boxes"].to(device)[:, :, 0, :2], batch["agent_mask"].to(device)[:, :, 0]
-            losses["loss_aux_detection"] = w["aux_detection"] * L.set_matching_loss(
-                dec["boxes"][..., :2], dec["object_scores"], agents, amask)
+            problems["detection"] = (dec["boxes"][..., :2], dec["object_scores"], agents, amask)
         if w["aux_lane"] > 0 and "lane_polylines" in dec:
             lanes = _resample_polylines(batch["map_boundaries"].to(device).float(), batch["map_mask"].to(device).float(),
                                         dec["lane_polylines"].shape[2])
             lane_mask = (batch["map_mask"].to(device).sum(-1) >= 2).float()
-            losses["loss_aux_lane"] = w["aux_lane"] * L.set_matching_loss(
-                dec["lane_polylines"].flatten(2), dec["lane_scores"], lanes.flatten(2), lane_mask)
-        if return_memory:
-            return losses, {"prev_memory": dec["memory"], "prev_memory_mask": dec["memory_mask"]}
-        return losses
+            problems["lane"] = (dec["lane_polylines"].flatten(2), dec["lane_scores"], lanes.flatten(2), lane_mask)
+        return {name: (args, L.start_matching(args[0], args[2], args[3])) for name, args in problems.items()}
 
     # ------------------------------------------------------------------ baseline for the benchmark
     @torch.inference_mode()
@@ -591,6 +658,14 @@ class MindDrive(nn.Module):
         first = out[:, 0]
         match = first.unsqueeze(-1) == self.speed_token_ids.unsqueeze(0)
         return torch.where(match.any(-1), match.float().argmax(-1), torch.full_like(first, -1))
+
+
+def causal_padding_mask(mask: torch.Tensor) -> torch.Tensor:
+    """(B, L) padding mask -> (B, 1, L, L) boolean: causal and key not padding (True = attend). transformers
+    passes a 4-D mask to attention as it is, without reading it on the host."""
+    length = mask.shape[1]
+    causal = torch.ones(length, length, dtype=torch.bool, device=mask.device).tril()
+    return causal[None, None] & mask.bool()[:, None, None, :]
 
 
 def _last_state(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

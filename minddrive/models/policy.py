@@ -15,7 +15,9 @@ import numpy as np
 import torch
 from torch.utils._pytree import tree_map
 
+from minddrive.errors import UserError
 from minddrive.interfaces import ActOutput
+from minddrive.models.minddrive import causal_padding_mask
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 RUNTIME_KEYS = ("img", "cam_intrinsic", "cam2ego", "lidar2img", "ego_state", "command", "target_point", "route",
@@ -92,12 +94,7 @@ class DecoderGraphs(GraphCache):
     decide whether it can be dropped (a sync, illegal while capturing).
     """
 
-    @staticmethod
-    def full_mask(mask: torch.Tensor) -> torch.Tensor:
-        """(B, L) padding mask -> (B, 1, L, L) boolean: causal and key not padding (True = attend)."""
-        length = mask.shape[1]
-        causal = torch.ones(length, length, dtype=torch.bool, device=mask.device).tril()
-        return causal[None, None] & mask.bool()[:, None, None, :]
+    full_mask = staticmethod(causal_padding_mask)
 
     def __call__(self, adapters: tuple[str, ...], embeds: torch.Tensor, mask: torch.Tensor, forward) -> torch.Tensor:
         if embeds.device.type != "cuda" or mask.dim() != 2:
@@ -149,7 +146,8 @@ class MindDrivePolicy(torch.nn.Module):
     ``evaluate_decisions`` so a DDP-wrapped policy synchronises the PPO gradients."""
 
     def __init__(self, model, device: str | torch.device | None = None, dtype: str | None = None,
-                 fuse_decision_value: bool = True, cuda_graphs: bool = False, compile: str | None = None):
+                 fuse_decision_value: bool = True, cuda_graphs: bool = False, compile: str | None = None,
+                 merge_adapters: bool = False, vit_float8: bool = False):
         """``dtype`` (``"float32"``, ``"bfloat16"``, ``"float16"``) casts every weight, for inference: a
         bf16 model on GPU skips autocast's per-call weight casts and float32 norms (rollout/eval use).
         ``None`` keeps the model's weights as they are (training keeps float32 masters + autocast).
@@ -160,14 +158,16 @@ class MindDrivePolicy(torch.nn.Module):
         graphs (:class:`SceneGraphs`, :class:`DecoderGraphs`; CUDA only, inference only, captured at the first
         call of each batch size). ``compile`` (a ``torch.compile`` backend, e.g. ``"inductor"``) compiles the
         ViT blocks and the LLM and query-decoder layers (``MindDrive.compile_regions``) before any capture.
-        GPU rollout configs set these under ``rollout.policy``."""
+        ``merge_adapters`` runs ``act``'s LLM passes on copies of the weights with each LoRA adapter merged in
+        (``MindDrive.merge_adapters``; re-merged when the adapters change, e.g. between PPO iterations).
+        ``vit_float8`` runs the ViT's matmuls in float8 without gradients (``EVA02ViT.use_float8``: an
+        approximation, opt-in).
+        GPU rollout configs set these under ``rollout.policy``, the leaderboard agent under ``agent.policy``."""
         super().__init__()
         self.fuse_decision_value = fuse_decision_value
         model = model if device is None else model.to(device)
         if dtype is not None:
             if dtype not in _DTYPES:
-                from minddrive.errors import UserError
-
                 raise UserError(f"policy.dtype: expected one of {sorted(_DTYPES)}, got {dtype!r}")
             model = model.to(_DTYPES[dtype])
         self.model = model
@@ -175,6 +175,8 @@ class MindDrivePolicy(torch.nn.Module):
             model.decoder_graphs, model.scene_graphs = DecoderGraphs(), SceneGraphs()
         elif not cuda_graphs:
             model.decoder_graphs = model.scene_graphs = None
+        model.merge_adapters(merge_adapters)
+        model.use_vit_float8(vit_float8)
         if compile:
             model.compile_regions(backend=compile)
 
@@ -184,7 +186,8 @@ class MindDrivePolicy(torch.nn.Module):
 
     @classmethod
     def from_checkpoint(cls, directory, device: str | torch.device = "cpu", **runtime) -> "MindDrivePolicy":
-        """``runtime``: the constructor's ``dtype``, ``fuse_decision_value``, ``cuda_graphs``, ``compile``."""
+        """``runtime``: the constructor's ``dtype``, ``fuse_decision_value``, ``cuda_graphs``, ``compile``,
+        ``merge_adapters``, ``vit_float8``."""
         from minddrive.models.checkpoint import build_model_from_checkpoint
 
         model, _, _ = build_model_from_checkpoint(directory, device)

@@ -79,6 +79,37 @@ class _LayerNorm(nn.LayerNorm):
             return F.layer_norm(x.to(dtype), self.normalized_shape, self.weight.to(dtype), self.bias.to(dtype), self.eps)
 
 
+FLOAT8 = torch.float8_e4m3fn
+FLOAT8_MAX = torch.finfo(FLOAT8).max
+
+
+def quantize_float8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(float8 e4m3 weight (out, in), scale (1, out)): one scale per output channel, ``weight ~ q * scale``."""
+    w = weight.detach().float()
+    scale = w.abs().amax(1, keepdim=True).clamp(min=1e-12) / FLOAT8_MAX
+    return (w / scale).to(FLOAT8), scale.t().contiguous()
+
+
+def float8_linear(x: torch.Tensor, weight: tuple[torch.Tensor, torch.Tensor], bias: torch.Tensor | None) -> torch.Tensor:
+    """``F.linear`` with a :func:`quantize_float8` weight: the input is quantised per token (one scale per
+    row) and the product runs on float8 tensor cores (``torch._scaled_mm``), output in ``x``'s dtype."""
+    q_weight, w_scale = weight
+    rows = x.reshape(-1, x.shape[-1])
+    scale = rows.abs().amax(1, keepdim=True).float().clamp(min=1e-12) / FLOAT8_MAX
+    q = (rows.float() / scale).to(FLOAT8)
+    out = torch._scaled_mm(q, q_weight.t(), scale_a=scale, scale_b=w_scale, out_dtype=x.dtype)
+    if bias is not None:
+        out = out + bias.to(out.dtype)
+    return out.view(*x.shape[:-1], out.shape[-1])
+
+
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, float8: dict | None, key: str):
+    """``F.linear``, or its float8 form where the module holds quantised weights (inference only)."""
+    if float8 is not None and not torch.is_grad_enabled():
+        return float8_linear(x, float8[key], bias)
+    return F.linear(x, weight, bias)
+
+
 class _SwiGLU(nn.Module):
     """EVA-02's MLP: ``w3(LayerNorm(silu(a) * b))`` with ``a, b = w12(x)``.
 
@@ -90,8 +121,9 @@ class _SwiGLU(nn.Module):
     sub-LayerNorm still normalises over the real 2730 units. Parameters and checkpoints keep the real shapes.
     """
 
-    ALIGN = 16  # elements: 32-byte rows in bf16
+    ALIGN = 16  # elements: 32-byte rows in bf16, and the float8 GEMMs' required multiple
     pad_hidden: bool | None = None  # None: on CUDA only (CPU GEMMs gain nothing); True/False force it
+    float8: dict | None = None  # quantised padded weights (EVA02ViT.use_float8), inference only
 
     def __init__(self, dim: int, hidden: int):
         super().__init__()
@@ -99,21 +131,32 @@ class _SwiGLU(nn.Module):
         self.norm = _LayerNorm(hidden)  # EVA-02 puts a sub-LayerNorm inside the MLP
         self.w3 = nn.Linear(hidden, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def padded_weights(self, pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(w12, b12, w3) with ``pad`` zero hidden units appended to each half of w12 and to w3's inputs."""
         hidden = self.w3.in_features
-        pad = (-hidden) % self.ALIGN
-        if not pad or not (x.device.type == "cuda" if self.pad_hidden is None else self.pad_hidden):
-            a, b = self.w12(x).chunk(2, dim=-1)
-            return self.w3(self.norm(F.silu(a) * b))
         w12 = F.pad(self.w12.weight.view(2, hidden, -1), (0, 0, 0, pad)).view(2 * (hidden + pad), -1)
         b12 = F.pad(self.w12.bias.view(2, hidden), (0, pad)).view(-1)
-        a, b = F.linear(x, w12, b12).chunk(2, dim=-1)  # padded units: silu(0) * 0 = 0
-        h = F.pad(self.norm((F.silu(a) * b)[..., :hidden]), (0, pad))
-        return F.linear(h, F.pad(self.w3.weight, (0, pad)), self.w3.bias)
+        return w12, b12, F.pad(self.w3.weight, (0, pad))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = self.w3.in_features
+        float8 = self.float8 if self.float8 is not None and not torch.is_grad_enabled() else None
+        pad = (-hidden) % self.ALIGN  # the float8 weights are always padded
+        if float8 is None and not (x.device.type == "cuda" if self.pad_hidden is None else self.pad_hidden):
+            pad = 0
+        if float8 is not None:  # quantised (padded) weights and the padded bias, made once
+            w12, b12, w3 = None, float8["b12"], None
+        else:
+            w12, b12, w3 = self.padded_weights(pad) if pad else (self.w12.weight, self.w12.bias, self.w3.weight)
+        a, b = _linear(x, w12, b12, float8, "w12").chunk(2, dim=-1)  # padded units: silu(0) * 0 = 0
+        h = self.norm((F.silu(a) * b)[..., :hidden])
+        return _linear(F.pad(h, (0, pad)) if pad else h, w3, self.w3.bias, float8, "w3")
 
 
 class _ViTBlock(nn.Module):
     """Pre-norm block; attention is global or inside non-overlapping ``window`` x ``window`` patch windows."""
+
+    float8: dict | None = None  # quantised qkv/proj weights (EVA02ViT.use_float8), inference only
 
     def __init__(self, dim: int, heads: int, mlp_ratio: float, window: int | None):
         super().__init__()
@@ -150,7 +193,7 @@ class _ViTBlock(nn.Module):
             hp, wp = h + ph, w + pw
             # The windows pad the normed tokens with zeros, whose qkv is the bias alone: project only the real
             # tokens and pad their qkv with the bias.
-            qkv = F.pad(F.linear(y, self.qkv.weight).view(b, h, w, 3 * c), (0, 0, 0, pw, 0, ph))
+            qkv = F.pad(_linear(y, self.qkv.weight, None, self.float8, "qkv").view(b, h, w, 3 * c), (0, 0, 0, pw, 0, ph))
             if self.qkv.bias is not None:
                 qkv = qkv + self.qkv.bias
             win = qkv.view(b, hp // s, s, wp // s, s, 3 * c).permute(0, 1, 3, 2, 4, 5).reshape(-1, s * s, 3 * c)
@@ -158,10 +201,10 @@ class _ViTBlock(nn.Module):
             grid = win.view(b, hp // s, wp // s, s, s, c).permute(0, 1, 3, 2, 4, 5).reshape(b, hp, wp, c)
             y = grid[:, :h, :w].reshape(b, h * w, c)
         else:
-            y = self._attend(self.qkv(y))
+            y = self._attend(_linear(y, self.qkv.weight, self.qkv.bias, self.float8, "qkv"))
         # ``proj`` is per token, so applying it after dropping the window padding gives the same values. Like
         # qkv above, it skips the padded rows (40x40 patches pad to 48x48 at window 16: 31 % of the rows).
-        x = x + self.proj(y)
+        x = x + _linear(y, self.proj.weight, self.proj.bias, self.float8, "proj")
         return x + self.mlp(self.norm2(x))
 
 
@@ -174,6 +217,8 @@ class EVA02ViT(nn.Module):
     resized when the input differs from ``img_size``. ``grad_checkpoint`` recomputes each block in backward;
     ``compile_blocks`` compiles the blocks (:meth:`compile_blocks`; CUDA runs, a C++ toolchain for CPU).
     """
+
+    patch_matmul: bool | None = None  # None: patches embedded by a matmul on CUDA (embed_patches); True/False force
 
     def __init__(self, img_size: tuple[int, int] = (640, 640), patch_size: int = 16, embed_dim: int = 1024,
                  depth: int = 24, num_heads: int = 16, mlp_ratio: float = 4 * 2 / 3, window_size: int = 16,
@@ -195,6 +240,7 @@ class EVA02ViT(nn.Module):
         self.grad_checkpoint = grad_checkpoint
         load_local_weights(self, pretrained, "model.vision.backbone")
         self.compiled_blocks = False
+        self._float8_version: int | None = None  # source weights' version sum when quantised; None = float8 off
         if compile_blocks:
             self.compile_blocks()
 
@@ -215,19 +261,78 @@ class EVA02ViT(nn.Module):
             block.compile(backend=backend, mode=mode, dynamic=dynamic)
         self.compiled_blocks = True
 
+    def use_float8(self, enabled: bool = True) -> None:
+        """Gradient-free forwards run the blocks' four matmuls in float8 (e4m3; weights quantised once per
+        output channel, activations per token, :func:`float8_linear`): ~2x the bf16 tensor-core rate on
+        Hopper for the ViT's ~5.8 TFLOP of matmuls per six-camera sample. Inference only, and an
+        approximation: ``benchmarks/gpu_bench.py`` reports how far the scene tokens and decisions move.
+        Passes with gradients (training) use the real weights. Needs float8 matmuls (CUDA sm89+, or CPU)."""
+        if not enabled:
+            for block in self.blocks:
+                block.float8 = block.mlp.float8 = None
+            self._float8_version = None
+            return
+        device = self.pos_embed.device
+        if device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 9):
+            raise UserError("vit_float8: float8 matmuls need an sm89+ GPU (Ada, Hopper or newer)")
+        self._float8_version = -1
+        self.refresh_float8()
+
+    @property
+    def float8_enabled(self) -> bool:
+        return self._float8_version is not None
+
+    def refresh_float8(self) -> bool:
+        """Re-quantise if float8 is on and a block weight changed in place since (version counters moved)."""
+        if not self.float8_enabled:
+            return False
+        weights = [p for block in self.blocks
+                   for p in (block.qkv.weight, block.proj.weight, block.mlp.w12.weight, block.mlp.w12.bias,
+                             block.mlp.w3.weight)]
+        version = sum(p._version for p in weights)
+        if version == self._float8_version:
+            return False
+        with torch.no_grad():
+            for block in self.blocks:
+                mlp = block.mlp
+                pad = (-mlp.w3.in_features) % mlp.ALIGN  # float8 GEMMs need multiples of 16: always padded
+                w12, b12, w3 = mlp.padded_weights(pad)
+                block.float8 = dict(qkv=quantize_float8(block.qkv.weight), proj=quantize_float8(block.proj.weight))
+                mlp.float8 = dict(w12=quantize_float8(w12), b12=b12.detach().clone(), w3=quantize_float8(w3))
+        self._float8_version = version
+        return True
+
     def decompile_blocks(self) -> None:
         """Back to eager blocks (undoes :meth:`compile_blocks`; the compiled code stays cached)."""
         for block in self.blocks:
             block._compiled_call_impl = None  # what nn.Module.compile sets; None = plain forward
         self.compiled_blocks = False
 
+    def embed_patches(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Patch tokens (B, h*w, C) of ``patch_embed`` and the grid (h, w).
+
+        A convolution whose kernel equals its stride is one matmul over the flattened patches. On CUDA that is
+        how it runs: cuDNN picked an implicit-GEMM kernel taking ~0.8 ms for six 640x640 bf16 images (H200,
+        ``benchmarks/scene_profile.py``), a ~15 GFLOP matmul's work. Same weights, same numbers."""
+        p = self.patch_size
+        if not (images.device.type == "cuda" if self.patch_matmul is None else self.patch_matmul):
+            x = self.patch_embed(images)
+            return x.flatten(2).transpose(1, 2), (x.shape[2], x.shape[3])
+        b, c, height, width = images.shape
+        h, w = height // p, width // p  # a strided conv drops a remainder of rows/columns too
+        patches = images[:, :, :h * p, :w * p].reshape(b, c, h, p, w, p).permute(0, 2, 4, 1, 3, 5)
+        weight = self.patch_embed.weight.flatten(1)  # (C, 3 * p * p), in the (channel, row, column) order above
+        return F.linear(patches.reshape(b, h * w, c * p * p), weight, self.patch_embed.bias), (h, w)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = self.patch_embed(images)
-        b, c, h, w = x.shape
+        if not torch.is_grad_enabled():
+            self.refresh_float8()
+        x, (h, w) = self.embed_patches(images)
+        b, c = x.shape[0], x.shape[2]
         pos = self.pos_embed
         if (h, w) != self.grid:
             pos = F.interpolate(pos, size=(h, w), mode="bicubic", align_corners=False)
-        x = (x + pos).flatten(2).transpose(1, 2)
+        x = x + pos.flatten(2).transpose(1, 2)
         checkpointed = self.grad_checkpoint and self.training and torch.is_grad_enabled()
         for block in self.blocks:
             x = block(x, (h, w), checkpointed=checkpointed)

@@ -45,7 +45,8 @@ class WorkerSpec:
 
 
 # --- policy and env placement --------------------------------------------------------------------
-POLICY_RUNTIME_KEYS = ("dtype", "cuda_graphs", "compile", "fuse_decision_value")
+POLICY_RUNTIME_KEYS = ("dtype", "cuda_graphs", "compile", "fuse_decision_value", "merge_adapters",
+                       "vit_float8")
 
 
 def load_policy(cfg: Any, ckpt: str | os.PathLike | None, device: str = "cpu", runtime: dict | None = None):

@@ -168,6 +168,27 @@ def test_vit_mlp_padded_to_aligned_width_matches_unpadded_values_and_gradients()
     assert ref_grads[0].abs().sum() > 0
 
 
+def test_vit_patch_matmul_equals_the_strided_convolution_in_values_and_gradients():
+    from minddrive.models.vision import EVA02ViT
+
+    torch.manual_seed(0)
+    vit = EVA02ViT(img_size=(32, 40), patch_size=8, embed_dim=16, depth=1, num_heads=2, window_size=2, global_every=2)
+    images = torch.randn(2, 3, 36, 43, requires_grad=True)  # remainders the strided conv drops: 4 rows, 3 columns
+    results = []
+    for matmul in (False, True):
+        vit.patch_matmul = matmul
+        vit.zero_grad()
+        images.grad = None
+        tokens, grid = vit.embed_patches(images)
+        (tokens * torch.linspace(-1, 1, 16)).sum().backward()
+        results.append((tokens, grid, vit.patch_embed.weight.grad.clone(), images.grad.clone()))
+    (conv, conv_grid, conv_wgrad, conv_igrad), (mm, mm_grid, mm_wgrad, mm_igrad) = results
+    assert conv_grid == mm_grid == (4, 5) and conv.shape == mm.shape == (2, 20, 16)
+    assert torch.allclose(mm, conv, atol=1e-5) and conv.abs().max() > 0.1
+    assert torch.allclose(mm_wgrad, conv_wgrad, atol=1e-4) and torch.allclose(mm_igrad, conv_igrad, atol=1e-5)
+    assert mm_igrad[:, :, 32:].abs().max() == 0  # the dropped rows get no gradient either way
+
+
 def test_graph_cache_replays_into_static_copies_and_stays_eager_after_a_failed_capture(monkeypatch):
     """The caching, copying and fallback logic shared by DecoderGraphs and SceneGraphs, with the CUDA capture
     replaced by a stand-in that replays ``run`` into the captured outputs (as a graph rewrites them)."""
@@ -198,3 +219,123 @@ def test_graph_cache_replays_into_static_copies_and_stays_eager_after_a_failed_c
     assert failing.replay("k", {"x": torch.ones(1)}, sync_while_capturing) is None
     assert failing.failures["k"].startswith("RuntimeError: operation not permitted") and not failing.graphs
     assert failing.replay("k", {"x": torch.ones(1)}, run) is None  # stays eager
+
+
+def test_merged_adapters_give_the_unmerged_numbers_and_follow_adapter_updates(tiny_model, batch_factory):
+    _distinct_adapters(tiny_model)
+    batch = batch_factory(tiny_model.tokenizer, batch_size=3, seed=12)
+    batch["command"] = torch.tensor([0, 2, 5])
+    unmerged = MindDrivePolicy(tiny_model).act(batch, sample=False)
+    policy = MindDrivePolicy(tiny_model, merge_adapters=True)
+    merged = tiny_model.merged_adapters
+    assert merged is not None and merged.weights[0].shape[0] == 3  # action, decision, value
+    out = policy.act(batch, sample=False)
+    assert torch.equal(out.decision, unmerged.decision)
+    assert torch.allclose(out.log_probs, unmerged.log_probs, atol=1e-5)
+    assert torch.allclose(out.value, unmerged.value, atol=1e-5) and torch.allclose(out.path, unmerged.path, atol=1e-4)
+    # nothing left behind: the layers' own class and no merged weight attribute
+    assert all(not type(layer).__name__.startswith("Merged") and "merged_weight" not in layer.__dict__
+               for layer in tiny_model._lora_layers)
+
+    # An in-place adapter update (an optimiser step) is picked up at the next pass; no update, no re-merge.
+    assert not merged.refresh()
+    _perturb(tiny_model, "decision_expert", seed=21)
+    with torch.no_grad():
+        scene, _ = tiny_model.encode_scene(batch)
+        fresh = tiny_model.decision_and_value(batch, scene)
+        tiny_model.merged_adapters = None
+        reference = tiny_model.decision_and_value(batch, scene)
+        tiny_model.merged_adapters = merged
+    assert torch.allclose(fresh[0], reference[0], atol=1e-5) and (fresh[0] - out.log_probs).abs().max() > 1e-3
+
+    # With gradients the unmerged adapters run, so PPO's gradients still reach the LoRA weights.
+    tiny_model.set_trainable(("decision_expert",))
+    log_probs, _, _ = policy.evaluate_decisions(batch, out.decision)
+    log_probs[:, 0].sum().backward()
+    lora_grads = [p.grad for n, p in tiny_model.llm.named_parameters() if ".decision_expert." in n]
+    assert all(g is not None for g in lora_grads) and sum(float(g.abs().sum()) for g in lora_grads) > 0
+    MindDrivePolicy(tiny_model)
+    assert tiny_model.merged_adapters is None
+
+
+def test_merged_row_split_routes_each_block_through_its_own_adapter(tiny_model, batch_factory):
+    from minddrive.models.llm import MergedAdapters
+
+    _distinct_adapters(tiny_model)
+    tiny_model.eval()
+    batch = batch_factory(tiny_model.tokenizer, batch_size=2, seed=13)
+    with torch.no_grad():
+        scene, _ = tiny_model.encode_scene(batch)
+        embeds, mask = tiny_model.decision_inputs(batch, scene)
+        rows, rows_mask = torch.cat([embeds, embeds]), torch.cat([mask, mask])
+        references = {order: tiny_model.decoder_forward(order, rows, rows_mask)
+                      for order in (("decision_expert", "value_expert"), ("value_expert", "action_expert"))}
+        tiny_model.merged_adapters = MergedAdapters(tiny_model._lora_layers)
+        try:
+            for order, reference in references.items():  # a stacked view, and an out-of-order copy
+                assert torch.allclose(tiny_model.decoder_forward(order, rows, rows_mask), reference, atol=2e-4)
+        finally:
+            tiny_model.merged_adapters = None
+    assert (references[("decision_expert", "value_expert")][:2] - references[("value_expert", "action_expert")][:2]
+            ).abs().max() > 1e-2
+
+
+def test_vit_float8_inference_approximates_the_real_weights_and_training_keeps_them():
+    from minddrive.models.vision import FLOAT8, EVA02ViT
+
+    torch.manual_seed(0)
+    vit = EVA02ViT(img_size=(64, 64), patch_size=8, embed_dim=64, depth=3, num_heads=4, window_size=4, global_every=3)
+    images = torch.randn(2, 3, 64, 64)
+    cos = lambda a, b: torch.nn.functional.cosine_similarity(a.flatten(1), b.flatten(1)).min()  # noqa: E731
+    with torch.no_grad():
+        reference = vit(images)
+        vit.use_float8()
+        assert vit.blocks[0].float8["qkv"][0].dtype == FLOAT8
+        assert vit.blocks[0].mlp.float8["w12"][0].shape == (2 * 176, 64)  # hidden 170 padded to 176 for float8
+        approx = vit(images)
+    assert cos(approx, reference) > 0.99 and (approx - reference).abs().max() > 1e-3  # close, and really float8
+    assert torch.equal(vit(images), reference)  # with gradients (training): the real weights
+
+    with torch.no_grad():  # an in-place weight update is re-quantised at the next gradient-free forward
+        vit.blocks[1].mlp.w3.weight.mul_(-1)
+        changed = vit(images)
+        vit.use_float8(False)
+        exact = vit(images)
+    assert cos(changed, exact) > 0.99 and cos(changed, reference) < 0.99
+    assert vit.blocks[0].float8 is None and vit.blocks[0].mlp.float8 is None
+
+
+def test_policy_float8_needs_a_backbone_with_a_float8_path(tiny_model):
+    import pytest
+
+    from minddrive.errors import UserError
+
+    with pytest.raises(UserError, match="vit_float8: the SmallCNN backbone has no float8 path"):
+        MindDrivePolicy(tiny_model, vit_float8=True)
+
+
+def test_merged_adapters_compile_once_for_all_llm_layers(tiny_cfg, batch_factory):
+    """A compiled decoder layer must trace once for every layer: per-layer objects in the merged path (a guard
+    each) recompiled per layer and hit dynamo's limit on the 24-layer 0.5B, silently falling back to eager."""
+    import copy
+
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    from tests.models.conftest import build_tiny
+
+    graphs = []
+    for layers in (2, 4):
+        cfg = copy.deepcopy(tiny_cfg)
+        cfg.model.llm.config.num_hidden_layers = layers
+        torch.manual_seed(0)
+        model = build_tiny(cfg).eval()
+        policy = MindDrivePolicy(model, merge_adapters=True, compile="eager")
+        torch._dynamo.reset()
+        counters.clear()
+        try:
+            policy.act(batch_factory(model.tokenizer, batch_size=2, seed=14), sample=False)
+        finally:
+            model.decompile_regions()
+        graphs.append(counters["stats"]["unique_graphs"])
+    assert graphs[0] == graphs[1] > 0, graphs

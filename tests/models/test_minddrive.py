@@ -43,6 +43,27 @@ def test_forward_losses_and_act_shapes(shared_model, batch_factory):
     assert out.memory["prev_memory"].shape == (2, 8, 32) and out.memory["prev_memory_mask"].sum() == 16
 
 
+def test_lm_loss_equals_cross_entropy_over_the_spliced_sequence(shared_model, batch_factory):
+    """The LM loss reads the labelled positions off the text before the splice (a host read before the step's GPU
+    work) and maps them into the spliced sequence: it must equal the plain next-token loss on the spliced labels,
+    including an answer that starts right after the image token and padded rows of different lengths."""
+    model = shared_model  # read only: dropout is 0 in the tiny config, so the mode does not matter
+    batch = batch_factory(model.tokenizer, batch_size=3, seed=5)
+    ids, labels = batch["input_ids"], batch["labels"].clone()
+    pos = int((ids[1] == model.image_token_id).nonzero())
+    labels[1, pos + 1:pos + 3] = ids[1, pos + 1:pos + 3]  # labelled tokens right after the image
+    batch["labels"] = labels
+    batch["attention_mask"][2, -3:] = 0
+    with torch.no_grad():
+        loss = model(batch)["loss_lm"] / model.loss_weights["lm"]
+        scene, _ = model.encode_scene(batch)
+        embeds, mask, new_labels, _ = model.splice_scene(ids, batch["attention_mask"], scene, labels)
+        logits = model._decoder_lm[1](model.run_llm("action_expert", embeds, mask)).float()
+        reference = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), new_labels[:, 1:].flatten(),
+                                                      ignore_index=-100)
+    assert (labels[:, 1:] != -100).sum() > 10 and torch.allclose(loss, reference, rtol=1e-5, atol=1e-6)
+
+
 def test_splice_replaces_image_token_by_scene_tokens(shared_model, batch_factory):
     tiny_model = shared_model
     tiny_batch = batch_factory(tiny_model.tokenizer, batch_size=2)
@@ -253,8 +274,9 @@ def test_policy_is_a_module_over_the_model(tiny_cfg, tiny_model, tiny_batch):
     assert torch.allclose(log_probs, out.log_probs, atol=1e-6) and value.requires_grad
     loaded = load_policy(tiny_cfg, None)
     assert isinstance(loaded, MindDrivePolicy) and isinstance(policy_module(loaded), type(tiny_model))
-    fast = load_policy(tiny_cfg, None, runtime=dict(dtype="bfloat16", cuda_graphs=True))  # rollout.policy
+    fast = load_policy(tiny_cfg, None, runtime=dict(dtype="bfloat16", cuda_graphs=True, merge_adapters=True))
     assert fast.dtype == torch.bfloat16 and fast.model.scene_graphs is not None and fast.model.decoder_graphs is not None
+    assert fast.model.merged_adapters.weights[0].dtype == torch.bfloat16  # merged after the cast
     with pytest.raises(UserError, match=r"rollout.policy: unknown keys \['graphs'\]"):
         load_policy(tiny_cfg, None, runtime=dict(graphs=True))
 

@@ -68,6 +68,18 @@ def test_compile_for_a_model_without_compile_regions_is_a_user_error(tmp_path):
         train(cfg, tmp_path)
 
 
+def test_compile_setting_is_a_backend_or_a_dict_of_compile_regions_arguments(tmp_path):
+    from minddrive.train.trainer import regional_compile_options
+
+    assert regional_compile_options(None) == {} and regional_compile_options("inductor") == dict(backend="inductor")
+    assert regional_compile_options(dict(llm_mode="reduce-overhead")) == dict(
+        backend="inductor", mode=None, llm_mode="reduce-overhead")
+    with pytest.raises(UserError, match=r"train_cfg.compile: unknown keys \['llm'\]; expected backend, mode, llm_mode"):
+        regional_compile_options(dict(backend="inductor", llm="reduce-overhead"))
+    with pytest.raises(UserError, match="train_cfg.compile: expected None, a backend name or a dict, got 3"):
+        train(toy_config(tmp_path, train_cfg=dict(max_iters=1, batch_size=4, compile=3)), tmp_path)
+
+
 def test_missing_load_from_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="load_from"):
         train(toy_config(tmp_path, load_from=str(tmp_path / "nope")), tmp_path)
