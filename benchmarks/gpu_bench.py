@@ -76,7 +76,8 @@ class SizeSpec:
     il_ladder: tuple[tuple[int, bool], ...] = ((4, False), (4, True), (2, False), (2, True), (1, True))
     # Most important figure first. "components" and "rollout" (run 2/3's act breakdown and end-to-end act at
     # batch 8-64) are left out of the real sizes' default to fit the compiled IL step; --parts runs them.
-    parts: tuple[str, ...] = ("fast_act", "il_step", "il_step_compiled", "il_step_compiled_llm", "ppo")
+    # PPO before the graphed IL step: CUDA-graph pools are freed after it, but measured last is safest.
+    parts: tuple[str, ...] = ("fast_act", "il_step", "il_step_compiled_llm", "ppo", "il_step_compiled_all_graphs")
     backbone: dict | None = None             # replaces the config's backbone (tiny: a small EVA02ViT)
     act_batches: tuple[int, ...] = (8, 32, 64)
     gen_batches: tuple[int, ...] = (1, 32)
