@@ -121,6 +121,7 @@ class MindDrive(nn.Module):
         # MindDrivePolicy(cuda_graphs=True): policy.DecoderGraphs, policy.SceneGraphs); None = eager.
         self.decoder_graphs = None
         self.scene_graphs = None
+        self._lm_loss_sum = lm_loss_sum  # compiled by compile_regions
         # Inference-only: LoRA merged into copies of the base weights (llm.MergedAdapters; merge_adapters()).
         self.merged_adapters: MergedAdapters | None = None
         self.set_trainable(trainable)
@@ -161,7 +162,11 @@ class MindDrive(nn.Module):
         llm_layers = set(map(id, self._decoder_lm[0].layers))
         for layer in self._compiled_layers():
             layer_mode = llm_mode if llm_mode is not None and id(layer) in llm_layers else mode
-            layer.compile(**(dict(mode=layer_mode) if layer_mode else dict(backend=backend)))
+            layer.compile(backend=backend, mode=layer_mode)
+        # The LM loss over the labelled rows: eager, the float32 logits (rows x 152k vocabulary) went through
+        # ~10 separate memory-bound passes forward and back; compiled, the softmax and its gradient fuse.
+        # Dynamic: the number of labelled rows changes every batch (no CUDA graphs for it, whatever the mode).
+        self._lm_loss_sum = torch.compile(lm_loss_sum, backend=backend, dynamic=True)
 
     def decompile_regions(self) -> None:
         """Back to eager (undoes :meth:`compile_regions`; compiled code stays cached)."""
@@ -169,6 +174,7 @@ class MindDrive(nn.Module):
             self.backbone.decompile_blocks()
         for layer in self._compiled_layers():
             layer._compiled_call_impl = None  # what nn.Module.compile sets; None = plain forward
+        self._lm_loss_sum = lm_loss_sum
 
     def merge_adapters(self, enabled: bool = True) -> None:
         """Run gradient-free LLM passes on merged copies of the adapters (:class:`~minddrive.models.llm.MergedAdapters`:
@@ -607,9 +613,8 @@ class MindDrive(nn.Module):
         img_pos = (input_ids == self.image_token_id).float().argmax(1)
         hidden_cols = lm_cols + torch.where(lm_cols >= img_pos[lm_rows], scene.shape[1] - 1, 0)
         _, lm_head = self._decoder_lm
-        logits = lm_head(hidden[lm_rows, hidden_cols]).float()
-        losses["loss_lm"] = w["lm"] * torch.nn.functional.cross_entropy(
-            logits, labels[:, 1:][lm_rows, lm_cols], reduction="sum") / max(len(lm_rows), 1)
+        losses["loss_lm"] = w["lm"] * self._lm_loss_sum(hidden[lm_rows, hidden_cols], lm_head.weight, lm_head.bias,
+                                                        labels[:, 1:][lm_rows, lm_cols]) / max(len(lm_rows), 1)
         for name, (args, costs) in matching.items():
             losses[f"loss_aux_{name}"] = w[f"aux_{name}"] * L.set_matching_loss(*args, costs=costs)
         if return_memory:
@@ -658,6 +663,13 @@ class MindDrive(nn.Module):
         first = out[:, 0]
         match = first.unsqueeze(-1) == self.speed_token_ids.unsqueeze(0)
         return torch.where(match.any(-1), match.float().argmax(-1), torch.full_like(first, -1))
+
+
+def lm_loss_sum(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor
+                ) -> torch.Tensor:
+    """Summed next-token cross-entropy of ``hidden`` rows (N, H) through the LM head, in float32."""
+    logits = torch.nn.functional.linear(hidden, weight, bias).float()
+    return torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
 
 
 def causal_padding_mask(mask: torch.Tensor) -> torch.Tensor:

@@ -259,7 +259,7 @@ def regional_compile_options(spec: Any) -> dict[str, Any]:
 
     A backend name (``"inductor"``), or ``dict(backend=..., mode=..., llm_mode=...)``: ``mode="reduce-overhead"``
     replays every compiled region from CUDA graphs, ``llm_mode`` sets the LLM layers' mode alone. On one H100
-    a 0.5B stage-3 step went from 8.3-12.0 samples/s compiled to 12.5-13.2 with every region graphed: the
+    a 0.5B stage-3 step went from 8.3-12.0 samples/s compiled to 12.5-14.0 with every region graphed: the
     host launching the LoRA layers' small kernels bounded the step (benchmarks/RESULTS.md, run 6)."""
     if not spec:
         return {}

@@ -18,8 +18,8 @@ work_dir = "work_dirs/minddrive_qwen2_05b_train_stage3"
 checkpoint_config = dict(by_epoch=False, interval=2000, max_keep=3)
 log_config = dict(interval=50)
 # Regional torch.compile (ViT blocks, LLM and query-decoder layers, trajectory head: MindDrive.compile_regions),
-# each region replayed from CUDA graphs, and the fused AdamW: a batch-4 step ran 2.1-2.2x faster than eager on
-# one H100 (12.5-13.2 samples/s, MFU 36 %; benchmarks/RESULTS.md, run 6). The first steps pay the compile
+# each region replayed from CUDA graphs, and the fused AdamW: a batch-4 step ran ~2x faster than eager on
+# one H100 (12.5-14.0 samples/s, MFU 36-39 %; benchmarks/RESULTS.md, run 6). The first steps pay the compile
 # (~45 s); set compile=None where inductor/triton are unavailable, or compile="inductor" for no CUDA graphs.
 train_cfg = dict(compile=dict(backend="inductor", mode="reduce-overhead"))
 optimizer = dict(fused=True)
