@@ -214,13 +214,15 @@ class ConstantPolicy:
                          path=path.clone(), speed_waypoints=waypoints.clone().float())
 
 
-def build_policy(cfg: Any, ckpt: str | None, policy: str | None) -> Any:
+def build_policy(cfg: Any, ckpt: str | None, policy: str | None, device: str = "cpu",
+                 runtime: dict | None = None) -> Any:
     """The policy object ``PolicyDriver`` calls (``preprocess`` + ``act``): built-in or from a checkpoint.
 
     A checkpoint is loaded as ``cfg.model`` says: a MindDrive model comes wrapped in
     :class:`minddrive.models.policy.MindDrivePolicy` (the policy contract), a model class with its
     own ``from_checkpoint`` (e.g. the RL research ``StateFeaturePolicy``) is its own policy. The
-    same loader serves RL rollouts, so evaluation and rollouts drive the same object.
+    same loader serves RL rollouts, so evaluation and rollouts drive the same object. ``device`` and
+    ``runtime`` (``MindDrivePolicy``'s dtype, merged adapters, ...) as ``eval_driver`` sets them.
     """
     if policy == "constant":
         return ConstantPolicy()
@@ -232,7 +234,12 @@ def build_policy(cfg: Any, ckpt: str | None, policy: str | None) -> Any:
         return ExpertPolicy()
     from minddrive.rl.workers import load_policy, policy_module
 
-    loaded = load_policy(cfg, ckpt)
+    import torch
+
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"eval_driver.device: {device!r} but torch sees no CUDA device here; "
+                        "pass --cfg-options eval_driver.device=cpu")
+    loaded = load_policy(cfg, ckpt, device=str(device), runtime=runtime)
     policy_module(loaded).eval()
     return loaded
 
@@ -250,7 +257,9 @@ def policy_driver(cfg: Any, ckpt: str | None, policy: str | None, workers: int) 
     """Drive routes with :class:`minddrive.eval.driver.PolicyDriver` (the one closed-loop loop) in eval mode.
 
     Decision interval and controller come from ``cfg.rollout`` (as in RL rollouts), overridable
-    by ``cfg.eval_driver``, so a policy is evaluated exactly as it was trained.
+    by ``cfg.eval_driver``, so a policy is evaluated exactly as it was trained; ``eval_driver.device``
+    and ``eval_driver.policy`` (runtime keys as ``rollout.policy``) say where and how the model runs
+    (default: the CPU, the model as it is).
     """
     from minddrive.eval.driver import PolicyDriver
     from minddrive.rl.workers import import_object
@@ -260,8 +269,11 @@ def policy_driver(cfg: Any, ckpt: str | None, policy: str | None, workers: int) 
     if rollout.get("controller"):
         driver_cfg["controller_factory"] = import_object(rollout["controller"])
     driver_cfg.update(dict(cfg.get("eval_driver") or {}))
-    policy_obj = build_policy(cfg, ckpt, policy)
-    driver = PolicyDriver(build_envs(cfg, workers), policy_obj, sample=False, stop_on_penalty=False, **driver_cfg)
+    runtime, device = driver_cfg.pop("policy", None), driver_cfg.pop("device", "cpu")
+    device = "cpu" if policy else device  # the built-in policies compute on the host
+    policy_obj = build_policy(cfg, ckpt, policy, device=device, runtime=runtime)
+    driver = PolicyDriver(build_envs(cfg, workers), policy_obj, sample=False, stop_on_penalty=False, device=device,
+                          **driver_cfg)
 
     def drive(routes: list[SuiteRoute], on_record: Callable[[SuiteRoute, dict], None]) -> None:
         jobs = [dict(seed=r.seed, options=r.reset_options(), route=r) for r in routes]

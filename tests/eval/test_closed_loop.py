@@ -113,3 +113,28 @@ def test_global_record_matches_leaderboard_rules():
     km = (100 / 1000 * 1.0) + (100 / 1000 * 0.5)
     assert g["infractions"]["collisions_vehicle"] == pytest.approx(round(1 / km, 3))
     assert g["status"] == "Failed" and g["meta"]["exceptions"][0][2] == "Failed - Agent got blocked"
+
+
+def test_eval_driver_sets_where_and_how_the_model_runs(tmp_path, monkeypatch):
+    """``eval_driver.device`` / ``eval_driver.policy`` reach the policy and the driver; the rest stays driver
+    settings (the GPU infer configs run the model bf16 with merged adapters on the GPU this way)."""
+    import minddrive.eval.driver as driver_module
+    from minddrive.config import load_config
+    from minddrive.eval import closed_loop
+    from minddrive.rl.workers import load_policy, save_policy
+
+    cfg = load_config("adzoo/minddrive/configs/minddrive_tiny_infer.py",
+                      {"eval_driver": dict(decision_interval=3, device="cpu", policy=dict(merge_adapters=True)),
+                       "env.render": False})
+    save_policy(load_policy(cfg, None), tmp_path / "ckpt", cfg, meta=dict(stage="test"))
+    seen = {}
+
+    class RecordingDriver:
+        def __init__(self, envs, policy, **kwargs):
+            seen.update(kwargs, policy=policy)
+
+    monkeypatch.setattr(driver_module, "PolicyDriver", RecordingDriver)
+    closed_loop.policy_driver(cfg, str(tmp_path / "ckpt"), None, workers=1)
+    assert seen["device"] == "cpu" and seen["decision_interval"] == 3
+    assert set(seen) == {"device", "decision_interval", "sample", "stop_on_penalty", "policy"}
+    assert seen["policy"].model.merged_adapters is not None

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from minddrive.config import load_config
+from minddrive.errors import UserError
 from minddrive.rl.rewards import build_reward
 
 TINY_RL = "adzoo/minddrive/configs/minddrive_tiny_rl_ppo_train.py"
@@ -55,7 +56,13 @@ def test_build_policy_wraps_minddrive_in_the_policy_contract(tmp_path):
     policy = load_policy(cfg, None)
     save_policy(policy, tmp_path / "vla", cfg, meta=dict(stage="test"))
     loaded = build_policy(cfg, str(tmp_path / "vla"), None)
-    assert isinstance(loaded, MindDrivePolicy) and not loaded.model.training
+    assert isinstance(loaded, MindDrivePolicy) and not loaded.model.training and loaded.model.merged_adapters is None
+    # eval_driver.policy / eval_driver.device: how and where `minddrive eval` runs the model (GPU configs)
+    fast = build_policy(cfg, str(tmp_path / "vla"), None, runtime=dict(merge_adapters=True))
+    assert fast.model.merged_adapters is not None and fast.device == torch.device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="eval_driver.device: 'cuda' but torch sees no CUDA device"):
+            build_policy(cfg, str(tmp_path / "vla"), None, device="cuda")
     state_cfg = load_config("adzoo/minddrive/configs/minddrive_state_rl_ppo_train.py")
     state = load_policy(state_cfg, None)
     save_policy(state, tmp_path / "state", state_cfg, meta=dict(stage="test"))
