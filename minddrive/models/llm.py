@@ -216,10 +216,10 @@ class MergedAdapters:
     projection, and a row-split pass (:class:`RowAdapterSplit`'s layout: block ``i`` of the rows under
     ``adapters[i]``) one batched matmul over the stacked merged weights.
 
-    Merged weights are copies (one per adapter: ~0.7 GB each for the 0.5B in bf16), valid for the weights they
-    were merged from: :meth:`refresh` re-merges in place (graphs captured over them stay valid) when any LoRA
-    or base weight was modified in place since (their version counters moved, e.g. an optimiser step or
-    ``load_state_dict``). Without gradients only: merged weights carry none to the adapters.
+    Merged weights are copies (one per adapter: ~0.7 GB each for the 0.5B in bf16, ~5.6 GB for the 3B), valid
+    for the weights they were merged from: :meth:`refresh` re-merges in place (graphs captured over them stay
+    valid) when any LoRA or base weight was modified in place since (their version counters moved, e.g. an
+    optimiser step or ``load_state_dict``). Without gradients only: merged weights carry none to the adapters.
     """
 
     def __init__(self, layers: list[nn.Module], adapters: tuple[str, ...] = ADAPTERS):
@@ -283,15 +283,16 @@ class MergedAdapters:
         unknown = [a for a in adapters if a not in self.adapters]
         if unknown:
             raise ValueError(f"MergedAdapters: {unknown} not merged (have {self.adapters})")
-        for layer, weight in zip(self.layers, self._weight_views(tuple(adapters))):
-            # Written to __dict__ directly: nn.Module.__setattr__ costs ~1 us per layer in bookkeeping.
-            layer.__dict__["merged_weight"] = weight
-            layer.__class__ = _merged_class(type(layer))
+        classes = [type(layer) for layer in self.layers]
         try:
+            for layer, cls, weight in zip(self.layers, classes, self._weight_views(tuple(adapters))):
+                # Written to __dict__ directly: nn.Module.__setattr__ costs ~1 us per layer in bookkeeping.
+                layer.__dict__["merged_weight"] = weight
+                layer.__class__ = _merged_class(cls)
             yield
         finally:
-            for layer in self.layers:
-                layer.__class__ = type(layer).__bases__[0]
+            for layer, cls in zip(self.layers, classes):
+                layer.__class__ = cls
                 layer.__dict__.pop("merged_weight", None)
 
 
@@ -300,6 +301,8 @@ _MERGED_CLASSES: dict[type, type] = {}
 
 def _merged_class(cls: type) -> type:
     """``cls`` (a PEFT LoRA layer class) with ``forward`` computing from ``self.merged_weight``."""
+    if cls in _MERGED_CLASSES.values():  # already swapped (a nested context): keep it
+        return cls
     if cls not in _MERGED_CLASSES:
         def forward(self, x, *args, **kwargs):
             return _merged_linear(self.merged_weight, self.base_layer.bias, x)
@@ -308,7 +311,7 @@ def _merged_class(cls: type) -> type:
     return _MERGED_CLASSES[cls]
 
 
-def _merged_linear(weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+def _merged_linear(weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
     """``weight`` (n, out, in): rows of ``x`` in n equal contiguous blocks, block i through ``weight[i]``."""
     n = weight.shape[0]
     if n == 1:
