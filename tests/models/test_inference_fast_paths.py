@@ -296,9 +296,11 @@ def test_vit_float8_inference_approximates_the_real_weights_and_training_keeps_t
     assert cos(approx, reference) > 0.99 and (approx - reference).abs().max() > 1e-3  # close, and really float8
     assert torch.equal(vit(images), reference)  # with gradients (training): the real weights
 
-    with torch.no_grad():  # an in-place weight update is re-quantised at the next gradient-free forward
+    held = vit.blocks[1].mlp.float8["w3"][0]
+    with torch.no_grad():  # an in-place weight update is re-quantised (in place) at the next gradient-free forward
         vit.blocks[1].mlp.w3.weight.mul_(-1)
         changed = vit(images)
+        assert vit.blocks[1].mlp.float8["w3"][0] is held  # graphs captured over it replay the new weights
         vit.use_float8(False)
         exact = vit(images)
     assert cos(changed, exact) > 0.99 and cos(changed, reference) < 0.99
