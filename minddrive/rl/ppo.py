@@ -3,6 +3,7 @@
 The rollouts were collected by separate workers (minddrive.rl.collector) and decoupled into steps with
 GAE advantages and returns (minddrive.rl.decouple). One update is:
 
+    old_log_prob = stored at rollout time, or the learner's own before the update (recompute_old_log_probs)
     for epoch in range(epochs):
         for minibatch in shuffled(steps):                        # batch_size per process
             log_probs_all, value, entropy = policy.evaluate_decisions(batch, actions)
@@ -60,6 +61,12 @@ class PPOHyperParams:
     # Temperature of the policy's distribution in the loss; must be the rollout's (the stored old
     # log-probs are of the temperature-scaled distribution). None: ``rollout.temperature``.
     temperature: float | None = None
+    # Score the steps with the learner before the first epoch and use those as the old log-probs. Where
+    # rollouts run another numeric path than the learner (bf16 weights and merged adapters on the GPU vs
+    # float32 masters under autocast), the stored log-probs differ from the learner's before any update (up to
+    # 0.24 on the tiny model on the CPU), so ratios start away from 1 and the clip bites on noise. Costs one
+    # gradient-free pass over the steps; the gap is logged as ``behaviour_log_prob_gap`` either way.
+    recompute_old_log_probs: bool = False
     seed: int = 0
 
     @classmethod
@@ -123,6 +130,52 @@ def _world() -> tuple[int, int]:
     return 0, 1
 
 
+def policy_batch(policy: Any, mb: dict, takes_memory: bool) -> dict:
+    """The run-time batch of a minibatch of steps (``policy.preprocess``, with the stored memory if any)."""
+    if takes_memory:
+        return policy.preprocess(mb["obs"], memory=stack_memory(mb["memory"]))
+    return policy.preprocess(mb["obs"])
+
+
+def score_steps(policy: Any, dataset: Dataset, hp: PPOHyperParams, device: torch.device, temperature_kw: dict,
+                takes_memory: bool) -> tuple[torch.Tensor | None, float]:
+    """(the learner's log-probs (N, 7) of every step, or None without ``hp.recompute_old_log_probs``; the mean
+    |learner - stored| log-prob of the taken actions). Each process scores an interleaved shard; the shards
+    are gathered so every process holds all N rows. Without gradients, before any update."""
+    rank, world_size = _world()
+    shard = list(range(rank, len(dataset), world_size))
+    if not hp.recompute_old_log_probs:
+        shard = shard[:hp.batch_size]  # the gap from one minibatch is diagnostic enough
+    loader = DataLoader(torch.utils.data.Subset(dataset, shard), batch_size=hp.batch_size, shuffle=False,
+                        collate_fn=collate_steps, num_workers=hp.num_workers)
+    rows, gap_sum = [], torch.zeros((), device=device)
+    with torch.no_grad():
+        for mb in loader:
+            actions = mb["actions"].to(device)
+            log_probs, _, _ = policy.evaluate_decisions(policy_batch(policy, mb, takes_memory), actions, **temperature_kw)
+            stored = mb["old_log_probs"].to(device)
+            gap_sum += (log_probs.float() - stored).gather(1, actions[:, None]).abs().sum()
+            rows.append(log_probs.float())
+    counts = torch.tensor([float(len(shard))], device=device)
+    if world_size > 1:
+        dist.all_reduce(gap_sum), dist.all_reduce(counts)
+    gap = float(gap_sum / counts.clamp(min=1))
+    if not hp.recompute_old_log_probs:
+        return None, gap
+    mine = torch.cat(rows) if rows else torch.zeros(0, 7, device=device)
+    if world_size == 1:
+        return mine.cpu(), gap
+    per_rank = -(-len(dataset) // world_size)  # all_gather needs equal sizes: pad each shard
+    padded = torch.zeros(per_rank, mine.shape[1], device=device)
+    padded[:len(mine)] = mine
+    gathered = [torch.empty_like(padded) for _ in range(world_size)]
+    dist.all_gather(gathered, padded)
+    scores = torch.empty(len(dataset), mine.shape[1])
+    for r, rows_r in enumerate(gathered):
+        scores[r::world_size] = rows_r[:len(range(r, len(dataset), world_size))].cpu()
+    return scores, gap
+
+
 def ppo_update(policy: torch.nn.Module, optimizer: torch.optim.Optimizer, dataset: Dataset, hp: PPOHyperParams,
                device: torch.device, writer: SummaryWriter | None = None, log_path: Path | None = None,
                global_step: int = 0, show_progress: bool = True) -> dict:
@@ -136,6 +189,7 @@ def ppo_update(policy: torch.nn.Module, optimizer: torch.optim.Optimizer, datase
     if temperature != 1.0 and not takes_temperature:
         raise UserError(f"ppo.temperature {temperature}: {type(policy).__name__}.evaluate_decisions takes no temperature")
     temperature_kw = dict(temperature=temperature) if takes_temperature else {}
+    learner_log_probs, behaviour_gap = score_steps(policy, dataset, hp, device, temperature_kw, takes_memory)
     epoch_metrics: dict[str, float] = {}
     for epoch in range(hp.epochs):
         # The same permutation on every rank; each rank takes an equal interleaved shard (equal shards =
@@ -147,12 +201,14 @@ def ppo_update(policy: torch.nn.Module, optimizer: torch.optim.Optimizer, datase
         sums: dict[str, float] = {}
         batches = 0
         value_pairs: list[tuple[torch.Tensor, torch.Tensor]] = []  # (V(s), return) of the epoch, for its EV
-        for mb in tqdm(loader, desc=f"ppo epoch {epoch + 1}/{hp.epochs}", disable=not show_progress or rank != 0,
-                       leave=False):
-            memory = stack_memory(mb["memory"]) if takes_memory else None
-            batch = policy.preprocess(mb["obs"], memory=memory) if memory is not None else policy.preprocess(mb["obs"])
+        for k, mb in enumerate(tqdm(loader, desc=f"ppo epoch {epoch + 1}/{hp.epochs}",
+                                    disable=not show_progress or rank != 0, leave=False)):
+            batch = policy_batch(policy, mb, takes_memory)
             actions = mb["actions"].to(device)
-            old_log_probs_all = mb["old_log_probs"].to(device)
+            if hp.recompute_old_log_probs:  # the learner's own scores of these steps, before this update
+                old_log_probs_all = learner_log_probs[order[k * hp.batch_size:(k + 1) * hp.batch_size]].to(device)
+            else:
+                old_log_probs_all = mb["old_log_probs"].to(device)
             advantages, returns = mb["advantages"].to(device), mb["returns"].to(device)
 
             # --- current policy on the stored decisions (the exact rollout-time inputs, memory included)
@@ -206,7 +262,7 @@ def ppo_update(policy: torch.nn.Module, optimizer: torch.optim.Optimizer, datase
         if value_pairs:
             epoch_metrics["explained_variance"] = explained_variance(
                 torch.cat([v for v, _ in value_pairs]), torch.cat([r for _, r in value_pairs]))
-        epoch_metrics.update(epoch=epoch + 1, step=global_step)
+        epoch_metrics.update(epoch=epoch + 1, step=global_step, behaviour_log_prob_gap=behaviour_gap)
         if rank == 0 and log_path is not None:
             with open(log_path, "a") as handle:
                 handle.write(json.dumps(epoch_metrics) + "\n")

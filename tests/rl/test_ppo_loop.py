@@ -98,6 +98,31 @@ def test_first_minibatch_is_on_policy_and_frozen_parameters_stay(tmp_path):
     assert all(torch.equal(v, dict(policy.named_parameters())[k]) for k, v in frozen.items())
 
 
+def test_recomputed_old_log_probs_start_the_ratio_at_one_when_the_rollout_numerics_differ(tmp_path):
+    """Rollouts scored by another numeric path than the learner (here: weights nudged after collection, as bf16
+    rollouts vs a float32 learner) leave the stored log-probs off the learner's: the first minibatch is then
+    off-policy by noise. Recomputed, it is on-policy again; the gap is reported either way."""
+    torch.manual_seed(0)
+    policy = CorridorPolicy(hidden=16)
+    index = bandit_index(tmp_path, policy, n=32)
+    with torch.no_grad():
+        for name, p in policy.named_parameters():
+            if "value" not in name:
+                p.add_(0.05 * torch.randn_like(p))
+    results = {}
+    for recompute in (False, True):
+        hp = PPOHyperParams(epochs=1, batch_size=32, learning_rate=0.0, recompute_old_log_probs=recompute)
+        optimizer = torch.optim.AdamW(select_trainable(policy, hp.trainable), lr=0.0)
+        results[recompute] = ppo_update(policy, optimizer, StepDataset(index), hp, torch.device("cpu"),
+                                        show_progress=False)
+    stale, fresh = results[False], results[True]
+    assert stale["behaviour_log_prob_gap"] == pytest.approx(fresh["behaviour_log_prob_gap"])
+    assert stale["behaviour_log_prob_gap"] > 0.01
+    assert stale["approx_kl"] > 1e-5 and stale["kl_loss"] > 1e-5
+    assert fresh["approx_kl"] == pytest.approx(0.0, abs=1e-7) and fresh["kl_loss"] == pytest.approx(0.0, abs=1e-7)
+    assert fresh["clip_fraction"] == 0.0
+
+
 def test_rl_loop_runs_resumes_and_plots(tmp_path, monkeypatch):
     from minddrive.rl.loop import rl_loop
     from test_collect_decouple import write_config
@@ -120,3 +145,38 @@ def test_rl_loop_runs_resumes_and_plots(tmp_path, monkeypatch):
     # iteration 2 collected with iteration 1's weights, on fresh seeds
     run2 = json.loads((tmp_path / "rl" / "iter_02" / "rollouts" / "run.json").read_text())
     assert run2["ckpt"].endswith(os.path.join("iter_01", "ppo", "ckpt")) and run2["route_offset"] == 4
+
+
+def _score_shard(rank: int, world_size: int, init_file: str, index: str, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    from minddrive.rl.ppo import score_steps
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    try:
+        torch.manual_seed(0)
+        policy = CorridorPolicy(hidden=16)
+        hp = PPOHyperParams(batch_size=4, recompute_old_log_probs=True)
+        scores, gap = score_steps(policy, StepDataset(index), hp, torch.device("cpu"), {}, takes_memory=False)
+        torch.save(dict(scores=scores, gap=gap), f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_recomputed_log_probs_gather_every_shard_across_processes(tmp_path):
+    """Two processes each score an interleaved shard of 11 steps (unequal shards) and both end with all 11 rows,
+    in dataset order, equal to one process scoring everything."""
+    import torch.multiprocessing as mp
+
+    from minddrive.rl.ppo import score_steps
+
+    torch.manual_seed(0)
+    policy = CorridorPolicy(hidden=16)
+    index = bandit_index(tmp_path, policy, n=11)
+    hp = PPOHyperParams(batch_size=4, recompute_old_log_probs=True)
+    expected, expected_gap = score_steps(policy, StepDataset(index), hp, torch.device("cpu"), {}, takes_memory=False)
+    mp.spawn(_score_shard, args=(2, str(tmp_path / "init"), str(index), str(tmp_path)), nprocs=2, join=True)
+    for rank in range(2):
+        got = torch.load(tmp_path / f"rank{rank}.pt")
+        assert got["scores"].shape == (11, 7) and torch.allclose(got["scores"], expected, atol=1e-6)
+        assert got["gap"] == pytest.approx(expected_gap, abs=1e-6)

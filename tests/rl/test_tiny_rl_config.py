@@ -110,7 +110,7 @@ def test_ppo_scores_with_the_rollout_temperature():
         ppo_update(policy, optimizer, Steps(), hp, torch.device("cpu"), show_progress=False)
     finally:
         ppo_module.collate_steps = collate
-    assert seen == [0.5]
+    assert seen == [0.5, 0.5]  # the behaviour-gap scoring pass, then the minibatch: both at the rollout temperature
     with pytest.raises(Exception, match="temperature"):
         class NoTemperature(Policy):
             def evaluate_decisions(self, batch, actions):

@@ -2,5 +2,7 @@
 #   bash adzoo/minddrive/minddrive_run_mutil_train_ppo.sh 8 adzoo/minddrive/configs/minddrive_rl_ppo_train.py <il_ckpt> <dataset_index.pkl>
 #   minddrive rl-loop adzoo/minddrive/configs/minddrive_rl_ppo_train.py --ckpt <il_ckpt> --iterations 5
 _base_ = ["minddrive_qwen2_05B_lora_rollout.py"]
-ppo = dict(epochs=10, batch_size=32, learning_rate=1e-5)
+# The GPU rollouts score decisions with bf16 weights (the 0.5B's with merged adapters), the learner with float32
+# masters under autocast: PPO re-scores the steps with the learner before each update, so ratios start at 1.
+ppo = dict(epochs=10, batch_size=32, learning_rate=1e-5, recompute_old_log_probs=True)
 rl_routes = dict(count=256)
