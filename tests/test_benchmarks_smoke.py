@@ -291,3 +291,13 @@ def test_bfloat16_policy_matches_float32_decisions():
     assert ids.shape[0] == 42
     row = model.tokenize_prompts([prompts.action_prompt(3, 5)], "cpu")[0][0]
     assert torch.equal(ids[3 * 6 + 5][: row.numel()], row) and int(mask[3 * 6 + 5].sum()) == row.numel()
+
+
+def test_logprob_gap_reports_the_rollout_learner_gap():
+    proc = subprocess.run([sys.executable, str(BENCH / "logprob_gap.py"), "--batches", "1", "--batch-size", "2",
+                           "--image-size", "64x112"], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["decisions"] == 2 and out["runtime"] == {"dtype": "bfloat16", "merge_adapters": True}
+    # bf16 + merged rollout vs float32-under-autocast learner: a real, small gap on the taken action
+    assert 0 < out["taken_mean"] <= out["taken_max"] <= out["all_actions_max"] < 1.0

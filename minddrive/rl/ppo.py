@@ -63,9 +63,10 @@ class PPOHyperParams:
     temperature: float | None = None
     # Score the steps with the learner before the first epoch and use those as the old log-probs. Where
     # rollouts run another numeric path than the learner (bf16 weights and merged adapters on the GPU vs
-    # float32 masters under autocast), the stored log-probs differ from the learner's before any update (up to
-    # 0.24 on the tiny model on the CPU), so ratios start away from 1 and the clip bites on noise. Costs one
-    # gradient-free pass over the steps; the gap is logged as ``behaviour_log_prob_gap`` either way.
+    # float32 masters under autocast), the stored log-probs differ from the learner's before any update (taken
+    # action: mean 0.02-0.03, max 0.05-0.10 on the tiny model, ``benchmarks/logprob_gap.py``), so ratios start
+    # away from 1 and the clip bites on noise. Costs one gradient-free pass over the steps; the gap is logged
+    # as ``behaviour_log_prob_gap`` either way.
     recompute_old_log_probs: bool = False
     seed: int = 0
 
