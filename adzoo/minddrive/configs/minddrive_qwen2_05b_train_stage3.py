@@ -21,5 +21,6 @@ log_config = dict(interval=50)
 # each region replayed from CUDA graphs, and the fused AdamW: a batch-4 step ran ~2x faster than eager on
 # one H100 (12.5-14.0 samples/s, MFU 36-39 %; benchmarks/RESULTS.md, run 6). The first steps pay the compile
 # (~45 s); set compile=None where inductor/triton are unavailable, or compile="inductor" for no CUDA graphs.
+# Measured on one GPU; graphed regions under DDP across GPUs are not measured yet (compile="inductor" if one fails).
 train_cfg = dict(compile=dict(backend="inductor", mode="reduce-overhead"))
 optimizer = dict(fused=True)
