@@ -14,7 +14,6 @@ LoRA adapters train. Adapters (``ADAPTERS``) share the base and are switched per
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import warnings
 from typing import Any

@@ -71,7 +71,8 @@ def lm_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
 
 
 class MatchingCosts:
-    """The host copy of a set-matching problem, started without waiting for the GPU (:func:`start_matching`).
+    """The host copy of a set-matching problem's L1 cost of ``pred_points`` (B, N, D) against ``targets``
+    (B, M, D), queued without waiting for the GPU.
 
     The assignment runs on the host (scipy). Reading the costs there is a sync: the host waits for everything
     queued so far, and the GPU then idles while the host launches what follows. Started right after the
@@ -96,22 +97,17 @@ class MatchingCosts:
         return self.cost.numpy(), self.valid.numpy()
 
 
-def start_matching(pred_points: torch.Tensor, targets: torch.Tensor, target_mask: torch.Tensor) -> MatchingCosts:
-    """Queue the host copy of the L1 cost of ``pred_points`` (B, N, D) against ``targets`` (B, M, D)."""
-    return MatchingCosts(pred_points, targets, target_mask)
-
-
 def set_matching_loss(pred_points: torch.Tensor, pred_logits: torch.Tensor, targets: torch.Tensor,
                       target_mask: torch.Tensor, costs: MatchingCosts | None = None) -> torch.Tensor:
     """Hungarian-matched L1 (+ objectness BCE) between N predictions and up to M targets, per sample.
 
     ``pred_points`` (B, N, D), ``pred_logits`` (B, N), ``targets`` (B, M, D), ``target_mask`` (B, M);
-    ``costs`` from :func:`start_matching` on the same tensors, started earlier (else started here).
+    ``costs``: a :class:`MatchingCosts` of the same tensors, started earlier (else started here).
     """
     from scipy.optimize import linear_sum_assignment
 
     device = pred_points.device
-    cost, valid = (costs or start_matching(pred_points, targets, target_mask)).wait()
+    cost, valid = (costs or MatchingCosts(pred_points, targets, target_mask)).wait()
     matches = []                                     # (sample, prediction, target slot)
     for i in range(pred_points.shape[0]):
         slots = np.flatnonzero(valid[i])

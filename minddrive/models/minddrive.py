@@ -315,9 +315,9 @@ class MindDrive(nn.Module):
     def encode_scene(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Scene tokens (B, N_obj + N_lane + 1, hidden) and the decoder outputs (incl. new memory); without
         gradients, replayed from a CUDA graph where ``scene_graphs`` is installed."""
-        if not torch.is_grad_enabled() and hasattr(self.backbone, "refresh_float8"):
-            self.backbone.refresh_float8()  # before any graph replay: the graph reads the quantised copies
         if self.scene_graphs is not None and not torch.is_grad_enabled():
+            if hasattr(self.backbone, "refresh_float8"):  # a replay skips the ViT's forward, which refreshes them
+                self.backbone.refresh_float8()  # the graph reads the quantised copies
             return self.scene_graphs(batch, self._encode_scene)
         return self._encode_scene(batch)
 
@@ -403,11 +403,11 @@ class MindDrive(nn.Module):
     def decoder_forward(self, adapters: tuple[str, ...], embeds: torch.Tensor, attention_mask: torch.Tensor
                         ) -> torch.Tensor:
         """The eager LLM pass behind :meth:`run_llm`. ``attention_mask`` is (B, L) padding, or an already built
-        (B, 1, L, L) boolean mask (True = attend), which transformers passes to SDPA as it is: the form a CUDA
-        graph needs, since building the mask from (B, L) reads it on the host."""
+        (B, 1, L, L) boolean mask (True = attend), which transformers passes to SDPA as it is. On CUDA a (B, L)
+        mask is turned into that form here: transformers would read it on the host to see whether it may drop
+        it, a sync per pass (and illegal inside a CUDA graph)."""
         decoder, _ = self._decoder_lm
         if attention_mask.dim() == 2 and embeds.device.type == "cuda":
-            # transformers reads a (B, L) mask on the host to see whether it may drop it: a sync per pass.
             attention_mask = causal_padding_mask(attention_mask)
         if len(adapters) > 1 and embeds.shape[0] % len(adapters):
             raise ValueError(f"run_llm: {embeds.shape[0]} rows do not split into {len(adapters)} adapter blocks")
@@ -623,7 +623,7 @@ class MindDrive(nn.Module):
 
     def _start_aux_matching(self, batch: dict[str, Any], dec: dict[str, torch.Tensor]) -> dict[str, tuple]:
         """The query decoder's set-matching losses to compute (``aux_detection``, ``aux_lane``): for each, the
-        ``set_matching_loss`` arguments and its cost copy, started now (``losses.start_matching``)."""
+        ``set_matching_loss`` arguments and its cost copy, started now (``losses.MatchingCosts``)."""
         device, w, problems = self.img_mean.device, self.loss_weights, {}
         if w["aux_detection"] > 0 and "boxes" in dec:
             # Targets: agents at the first future time (the only agent boxes the batch carries).
@@ -634,7 +634,7 @@ class MindDrive(nn.Module):
                                         dec["lane_polylines"].shape[2])
             lane_mask = (batch["map_mask"].to(device).sum(-1) >= 2).float()
             problems["lane"] = (dec["lane_polylines"].flatten(2), dec["lane_scores"], lanes.flatten(2), lane_mask)
-        return {name: (args, L.start_matching(args[0], args[2], args[3])) for name, args in problems.items()}
+        return {name: (args, L.MatchingCosts(args[0], args[2], args[3])) for name, args in problems.items()}
 
     # ------------------------------------------------------------------ baseline for the benchmark
     @torch.inference_mode()

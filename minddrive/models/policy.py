@@ -17,7 +17,6 @@ from torch.utils._pytree import tree_map
 
 from minddrive.errors import UserError
 from minddrive.interfaces import ActOutput
-from minddrive.models.minddrive import causal_padding_mask
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 RUNTIME_KEYS = ("img", "cam_intrinsic", "cam2ego", "lidar2img", "ego_state", "command", "target_point", "route",
@@ -89,19 +88,17 @@ class DecoderGraphs(GraphCache):
     ``act``'s LLM passes have static shapes per batch size (prompts come from fixed-width token tables), and
     at small batches a 24-layer pass with LoRA on 7 projections is bound by kernel launches, not by the GPU
     (run 3: ~50 ms per 0.5B pass at batch 1). A graph replays the whole pass as one launch. Keyed by (adapters,
-    input shape, dtype, autocast). The mask is built inside the graph as a (B, 1, L, L) boolean
-    causal-and-padding mask from the (B, L) one, because transformers reads a (B, L) mask on the host to
-    decide whether it can be dropped (a sync, illegal while capturing).
+    input shape, dtype, autocast). The (B, L) mask is an input of the graph; the pass turns it into the 4-D
+    mask inside the graph (``MindDrive.decoder_forward``: transformers would read a (B, L) mask on the host to
+    decide whether it can be dropped, a sync, illegal while capturing).
     """
-
-    full_mask = staticmethod(causal_padding_mask)
 
     def __call__(self, adapters: tuple[str, ...], embeds: torch.Tensor, mask: torch.Tensor, forward) -> torch.Tensor:
         if embeds.device.type != "cuda" or mask.dim() != 2:
             return forward(adapters, embeds, mask)
         key = (adapters, tuple(embeds.shape), embeds.dtype, mask.dtype, *_autocast_key())
         out = self.replay(key, dict(embeds=embeds, mask=mask),
-                          lambda s: forward(adapters, s["embeds"], self.full_mask(s["mask"])))
+                          lambda s: forward(adapters, s["embeds"], s["mask"]))
         return forward(adapters, embeds, mask) if out is None else out
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from minddrive.models.minddrive import causal_padding_mask
 from minddrive.models.policy import DecoderGraphs, SceneGraphs, MindDrivePolicy
 
 
@@ -77,7 +78,7 @@ def test_graph_runner_mask_equals_padding_mask_and_is_eager_off_cuda(tiny_model,
         embeds, mask = tiny_model.decision_inputs(batch, scene)
         assert (mask == 0).any()  # right padding present: the 4-D mask must hide it
         reference = tiny_model.decoder_forward(("decision_expert",), embeds, mask)
-        full = DecoderGraphs.full_mask(mask)
+        full = causal_padding_mask(mask)
         assert full.shape == (2, 1, mask.shape[1], mask.shape[1]) and full.dtype == torch.bool
         prebuilt = tiny_model.decoder_forward(("decision_expert",), embeds, full)
         valid = mask.bool()
