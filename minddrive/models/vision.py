@@ -120,9 +120,14 @@ class _SwiGLU(nn.Module):
     forward therefore pads the *weights* per call (zero rows in ``w12``, zero columns in ``w3``; a copy ~1 %
     the size of the activations) so the padded hidden units are exactly 0 and contribute nothing; the
     sub-LayerNorm still normalises over the real 2730 units. Parameters and checkpoints keep the real shapes.
+
+    The width is padded to a multiple of 32 (2752), not 16: ``w12``'s output rows (2 x 2736 bf16 = 10,944
+    bytes) were not whole 128-byte lines, so compiled, Inductor padded that output's row stride, and cuBLAS
+    takes its bias epilogue only for a contiguous output: it broadcast-copied the bias into the 38400 x 5472
+    output first, ~8.5 ms of an H100 IL step (``scene_profile.py --parts vit_ops``).
     """
 
-    ALIGN = 16  # elements: 32-byte rows in bf16, and the float8 GEMMs' required multiple
+    ALIGN = 32  # elements: w12's rows (2 x ALIGN x 2 bytes) whole 128-byte lines; float8 GEMMs need 16
     pad_hidden: bool | None = None  # None: on CUDA only (CPU GEMMs gain nothing); True/False force it
     float8: dict | None = None  # quantised padded weights (EVA02ViT.use_float8), inference only
 
