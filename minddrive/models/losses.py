@@ -62,6 +62,29 @@ def collision_loss(ego_points: torch.Tensor, ego_mask: torch.Tensor, agent_boxes
     return (over_x * over_y * m).sum() / ego_mask.sum().clamp(min=1.0)
 
 
+def planning_losses(out: dict[str, torch.Tensor], gt_waypoints: torch.Tensor, waypoint_mask: torch.Tensor,
+                    gt_path: torch.Tensor, path_mask: torch.Tensor, boundaries: torch.Tensor,
+                    boundary_mask: torch.Tensor, agent_boxes: torch.Tensor, agent_mask: torch.Tensor,
+                    boundary_threshold: float, ego_size: tuple[float, float], collision_margin: float
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(L1 to the expert's plan, map-boundary penalty, collision penalty) of the trajectory head's ``out``.
+
+    With the hybrid CVAE objective (``prior_*`` in ``out``, trajectory_head.py) the L1 also fits the prior-mean
+    decode that ``plan`` returns, and the boundary/collision terms shape that executed plan. One function, so
+    ``MindDrive.compile_regions`` can fuse its ~100 small ops and their backward (launched one by one, they
+    kept the GPU waiting for the host between the LLM's forward and backward).
+    """
+    wp, path = out["speed_waypoints"], out["path"]
+    plan_l1 = masked_l1(wp, gt_waypoints, waypoint_mask) + masked_l1(path, gt_path, path_mask)
+    if "prior_speed_waypoints" in out:
+        wp, path = out["prior_speed_waypoints"], out["prior_path"]
+        plan_l1 = 0.5 * (plan_l1 + masked_l1(wp, gt_waypoints, waypoint_mask) + masked_l1(path, gt_path, path_mask))
+    boundary = (map_boundary_loss(wp, waypoint_mask, boundaries, boundary_mask, boundary_threshold)
+                + map_boundary_loss(path, path_mask, boundaries, boundary_mask, boundary_threshold))
+    collision = collision_loss(wp, waypoint_mask, agent_boxes, agent_mask, ego_size, collision_margin)
+    return plan_l1, boundary, collision
+
+
 def lm_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Next-token cross-entropy over positions whose label is not -100 (0 when there are none)."""
     shift_logits, shift_labels = logits[:, :-1].float(), labels[:, 1:]

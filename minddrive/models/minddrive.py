@@ -121,7 +121,7 @@ class MindDrive(nn.Module):
         # MindDrivePolicy(cuda_graphs=True): policy.DecoderGraphs, policy.SceneGraphs); None = eager.
         self.decoder_graphs = None
         self.scene_graphs = None
-        self._lm_loss_sum = lm_loss_sum  # compiled by compile_regions
+        self._lm_loss_sum, self._planning_losses = lm_loss_sum, L.planning_losses  # compiled by compile_regions
         # Inference-only: LoRA merged into copies of the base weights (llm.MergedAdapters; merge_adapters()).
         self.merged_adapters: MergedAdapters | None = None
         self.set_trainable(trainable)
@@ -145,8 +145,8 @@ class MindDrive(nn.Module):
 
     def compile_regions(self, backend: str = "inductor", mode: str | None = None, llm_mode: str | None = None) -> None:
         """Regional ``torch.compile``: the ViT blocks (``EVA02ViT.compile_blocks``), the LLM's decoder layers,
-        the query decoder's layers and the trajectory head, each compiled in place (parameter names and checkpoints unchanged);
-        a layer class is traced once and reused by every layer. Why more than the ViT: eager, a stage-3 step
+        the query decoder's layers and the trajectory head, each compiled in place (parameter names and checkpoints unchanged),
+        and the LM and planning losses; a layer class is traced once and reused by every layer. Why more than the ViT: eager, a stage-3 step
         on an H200 kept the GPU busy ~300 of ~540 ms, the rest being the host launching the LoRA-wrapped
         layers' small kernels and autocast weight casts one by one, and at batch 1 the decision pass is
         ~3,000 tiny kernels (``benchmarks/scene_profile.py``); fused, there are far fewer. Sequence lengths
@@ -157,6 +157,11 @@ class MindDrive(nn.Module):
         import torch._dynamo
 
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 32)
+        # nn.GRU is a graph break unless Dynamo may unroll it: the trajectory head's four GRU decodes ran eager
+        # between five small graphs, and in an H100 IL step their cuDNN RNN calls and the glue around them were
+        # ~3/4 of the ~70 ms of host time between the LLM's forward and its backward, the GPU idling ~14 ms of it
+        # (``benchmarks/scene_profile.py --parts il_timeline``). Unrolled, the head is one graph.
+        torch._dynamo.config.allow_rnn = True
         if hasattr(self.backbone, "compile_blocks"):
             self.backbone.compile_blocks(backend=backend, mode=mode, dynamic=None)
         llm_layers = set(map(id, self._decoder_lm[0].layers))
@@ -167,6 +172,9 @@ class MindDrive(nn.Module):
         # ~10 separate memory-bound passes forward and back; compiled, the softmax and its gradient fuse.
         # Dynamic: the number of labelled rows changes every batch (no CUDA graphs for it, whatever the mode).
         self._lm_loss_sum = torch.compile(lm_loss_sum, backend=backend, dynamic=True)
+        # The planning losses: ~100 small ops forward and more backward, each a kernel launch (automatic dynamic
+        # shapes: the map and agent counts may change with the data).
+        self._planning_losses = torch.compile(L.planning_losses, backend=backend, dynamic=None)
 
     def decompile_regions(self) -> None:
         """Back to eager (undoes :meth:`compile_regions`; compiled code stays cached)."""
@@ -174,7 +182,7 @@ class MindDrive(nn.Module):
             self.backbone.decompile_blocks()
         for layer in self._compiled_layers():
             layer._compiled_call_impl = None  # what nn.Module.compile sets; None = plain forward
-        self._lm_loss_sum = lm_loss_sum
+        self._lm_loss_sum, self._planning_losses = lm_loss_sum, L.planning_losses
 
     def merge_adapters(self, enabled: bool = True) -> None:
         """Run gradient-free LLM passes on merged copies of the adapters (:class:`~minddrive.models.llm.MergedAdapters`:
@@ -592,22 +600,14 @@ class MindDrive(nn.Module):
         out["path"] = out["path"] + anchor
         if "prior_path" in out:
             out["prior_path"] = out["prior_path"] + anchor
-        wp, path = out["speed_waypoints"], out["path"]
-        plan_l1 = L.masked_l1(wp, gt_wp, wp_mask) + L.masked_l1(path, gt_path, path_mask)
-        if "prior_speed_waypoints" in out:
-            # Hybrid CVAE objective (trajectory_head.py): also fit the prior-mean decode that ``plan`` returns,
-            # and let the boundary/collision terms shape that executed plan.
-            wp, path = out["prior_speed_waypoints"], out["prior_path"]
-            plan_l1 = 0.5 * (plan_l1 + L.masked_l1(wp, gt_wp, wp_mask) + L.masked_l1(path, gt_path, path_mask))
+        plan_l1, boundary, collision = self._planning_losses(
+            out, gt_wp, wp_mask, gt_path, path_mask, batch["map_boundaries"].to(device).float(),
+            batch["map_mask"].to(device).float(), batch["agent_boxes"].to(device).float(),
+            batch["agent_mask"].to(device).float(), self.map_boundary_threshold, self.ego_size, self.collision_margin)
         losses["loss_planning"] = w["planning"] * plan_l1
-        bounds, bmask = batch["map_boundaries"].to(device).float(), batch["map_mask"].to(device).float()
-        losses["loss_map_boundary"] = w["map_boundary"] * (
-            L.map_boundary_loss(wp, wp_mask, bounds, bmask, self.map_boundary_threshold)
-            + L.map_boundary_loss(path, path_mask, bounds, bmask, self.map_boundary_threshold))
+        losses["loss_map_boundary"] = w["map_boundary"] * boundary
         losses["loss_kl"] = w["kl"] * out["kl"] * has_plan.any()
-        losses["loss_collision"] = w["collision"] * L.collision_loss(
-            wp, wp_mask, batch["agent_boxes"].to(device).float(), batch["agent_mask"].to(device).float(),
-            self.ego_size, self.collision_margin)
+        losses["loss_collision"] = w["collision"] * collision
         # LM cross-entropy on the labelled positions only. The hidden state at text position j predicts token
         # j + 1; the splice moved every position from the image token on by (scene tokens - 1).
         img_pos = (input_ids == self.image_token_id).float().argmax(1)

@@ -339,3 +339,40 @@ def test_preprocess_keeps_uint8_images_and_acts_as_on_float_images(tiny_model):
     assert torch.equal(batch["img"].float(), as_float["img"])
     a, b = policy.act(batch, sample=False), policy.act(as_float, sample=False)
     assert torch.equal(a.log_probs, b.log_probs) and torch.equal(a.path, b.path)
+
+
+def test_compiled_regions_give_the_eager_losses_and_gradients(tiny_model, batch_factory):
+    """compile_regions (here Dynamo + AOTAutograd without Inductor's C++ build) changes how the IL step runs,
+    not what it computes: the planning losses are one compiled function, the trajectory head one graph."""
+    import torch._dynamo
+
+    from minddrive.models import losses as L
+
+    tiny_model.eval()  # no dropout or latent sampling: both runs see the same numbers
+    batch = batch_factory(tiny_model.tokenizer, batch_size=2, seed=21)
+    batch["map_boundaries"][..., 1] = batch["map_boundaries"][..., 1].sign() * 0.4  # within 1 m of the plan
+    batch["agent_boxes"][:, 0, :, :2] = 0.0  # an agent on the ego path: a live collision term
+
+    def run():
+        losses = tiny_model(batch)
+        sum(losses.values()).backward()
+        grads = {n: p.grad.clone() for n, p in tiny_model.named_parameters() if p.grad is not None}
+        tiny_model.zero_grad(set_to_none=True)
+        return {k: v.detach() for k, v in losses.items()}, grads
+
+    eager, eager_grads = run()
+    torch._dynamo.reset()
+    tiny_model.compile_regions(backend="aot_eager")
+    try:
+        assert tiny_model._planning_losses is not L.planning_losses
+        compiled, compiled_grads = run()
+    finally:
+        tiny_model.decompile_regions()
+    assert tiny_model._planning_losses is L.planning_losses
+    assert eager["loss_map_boundary"] > 0.01 and eager["loss_collision"] > 0.01, eager
+    assert compiled.keys() == eager.keys()
+    for key in eager:
+        assert torch.allclose(compiled[key], eager[key], rtol=1e-4, atol=1e-5), (key, compiled[key], eager[key])
+    assert compiled_grads.keys() == eager_grads.keys() and len(eager_grads) > 10
+    for name, grad in eager_grads.items():
+        assert torch.allclose(compiled_grads[name], grad, rtol=1e-3, atol=1e-5), name
