@@ -102,8 +102,9 @@ class Engine:
         """Accumulate the gradient of one micro-batch's loss (averaged over ``accumulate`` micro-batches)."""
         (loss / self.accumulate).backward()
 
-    def step(self) -> float:
-        """Clip, step, zero grads; returns the pre-clip gradient norm."""
+    def step(self) -> torch.Tensor | float:
+        """Clip, step, zero grads; returns the pre-clip gradient norm (a device tensor: reading it waits for
+        the GPU, so the trainer reads it only at log lines)."""
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         if self.grad_clip:
             clip = getattr(self.wrapped, "clip_grad_norm_", None)  # FSDP needs its own (sharded) version
@@ -112,7 +113,7 @@ class Engine:
             norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return float(norm)
+        return norm.detach()
 
 
 class DeepSpeedEngine(Engine):
@@ -126,7 +127,7 @@ class DeepSpeedEngine(Engine):
         self.wrapped.backward(loss)
         self.wrapped.step()
 
-    def step(self) -> float:
+    def step(self) -> torch.Tensor | float:
         norm = self.wrapped.get_global_grad_norm()
         return float(norm) if norm is not None else float("nan")
 

@@ -143,3 +143,23 @@ def test_cli_reports_bad_config_in_one_line(tmp_path, capsys):
     assert err.count("\n") == 0 and "model.type: unknown model type 'NoSuchModel'" in err
     assert main(["train", str(tmp_path / "missing.py")]) == 2
     assert "missing.py: config file not found" in capsys.readouterr().err
+
+
+def test_log_window_means_the_device_terms_and_reads_them_once_per_line(monkeypatch):
+    from minddrive.train.trainer import LogWindow
+
+    window = LogWindow()
+    reads = []
+    original = torch.Tensor.tolist
+    monkeypatch.setattr(torch.Tensor, "tolist", lambda self: reads.append(self.shape) or original(self))
+    monkeypatch.setattr(torch.Tensor, "item", lambda self: pytest.fail("a per-step read"))
+    for step, (planning, lm) in enumerate([(1.0, 4.0), (3.0, 2.0), (2.0, 0.0)]):
+        losses = {"loss_planning": torch.tensor(planning), "loss_lm": torch.tensor(lm),
+                  "not_a_scalar": torch.ones(3)}
+        window.add(losses, torch.tensor(planning + lm), n=4)
+        window.grad_norm = torch.tensor(0.5 + step)
+    assert reads == []  # nothing read from the device while steps run
+    means = window.means()
+    assert reads == [torch.Size([3])]  # one read for all three terms
+    assert means == pytest.approx({"loss_planning": 2.0, "loss_lm": 2.0, "loss": 4.0, "grad_norm": 2.5})
+    assert window.samples == 12 and window.count == 3
