@@ -301,3 +301,40 @@ def test_logprob_gap_reports_the_rollout_learner_gap():
     assert out["decisions"] == 2 and out["runtime"] == {"dtype": "bfloat16", "merge_adapters": True}
     # bf16 + merged rollout vs float32-under-autocast learner: a real, small gap on the taken action
     assert 0 < out["taken_mean"] <= out["taken_max"] <= out["all_actions_max"] < 1.0
+
+
+def test_phase_table_cuts_the_timeline_at_the_marker_kernels():
+    sys.path.insert(0, str(BENCH))
+    import scene_profile
+
+    spin = "void at::cuda::spin_kernel(long)"
+    kernels = [  # (name, start_us, end_us) in launch order on one stream, shuffled as a profiler may list them
+        ("gemm", 1010, 1500), (spin, 1000, 1005), ("softmax", 1600, 1700), (spin, 1800, 1801),
+        ("gemm", 1900, 2900), (spin, 3000, 3002), ("adam", 3100, 3400), (spin, 3500, 3501), ("old", 10, 20),
+    ]
+    kernels = kernels[::-1]
+    phases = scene_profile.phase_table(kernels, ["forward ViT", "forward after ViT", "forward ViT", "end"])
+    vit = phases["forward ViT"]  # the label recurs: spans and busy time summed
+    assert vit["span_ms"] == pytest.approx((1800 - 1005 + 3500 - 3002) / 1e3, abs=0.005)  # rounded to 0.01 ms
+    assert vit["busy_ms"] == pytest.approx((490 + 100 + 300) / 1e3, abs=0.005)
+    assert vit["idle_ms"] == pytest.approx(vit["span_ms"] - vit["busy_ms"], abs=0.011)
+    assert vit["kernels"] == 3 and vit["top"][0] == {"name": "gemm", "ms": 0.49}
+    assert phases["forward after ViT"]["busy_ms"] == pytest.approx(1.0)
+    assert phases["end"]["span_ms"] == 0  # the last marker closes the step
+    assert phases["total"]["span_ms"] == pytest.approx((1800 - 1005 + 3000 - 1801 + 3500 - 3002) / 1e3, abs=0.011)
+    with pytest.raises(ValueError, match="4 marker kernels for 3 labels"):
+        scene_profile.phase_table(kernels, ["a", "b", "c"])
+
+
+def test_host_phase_table_sums_host_time_and_self_time_per_phase():
+    sys.path.insert(0, str(BENCH))
+    import scene_profile
+
+    markers = [(2000.0, "backward"), (0.0, "forward"), (5000.0, "end")]
+    ops = [("aten::mm", 100.0, 300.0), ("aten::add", 1500.0, 200.0), ("aten::mm", 2500.0, 1000.0),
+           ("autograd::engine", 2600.0, 50.0), ("late", 6000.0, 99.0)]
+    phases = scene_profile.host_phase_table(markers, ops)
+    assert phases["forward"]["host_ms"] == 2.0 and phases["backward"]["host_ms"] == 3.0
+    assert phases["forward"]["host_top"] == [{"name": "aten::mm", "ms": 0.3}, {"name": "aten::add", "ms": 0.2}]
+    assert phases["backward"]["host_top"][0] == {"name": "aten::mm", "ms": 1.0}
+    assert phases["end"] == {"host_ms": 0.0, "host_top": []}
