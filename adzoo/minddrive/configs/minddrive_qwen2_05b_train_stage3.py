@@ -19,7 +19,7 @@ checkpoint_config = dict(by_epoch=False, interval=2000, max_keep=3)
 log_config = dict(interval=50)
 # Regional torch.compile (ViT blocks, LLM and query-decoder layers, trajectory head, losses:
 # MindDrive.compile_regions), each region replayed from CUDA graphs, and the fused AdamW: a batch-4 step ran
-# ~2x faster than eager on one H100 (14.3-14.6 samples/s; benchmarks/RESULTS.md, run 7). The first steps pay
+# ~2x faster than eager on one H100 (14.3-14.9 samples/s; benchmarks/RESULTS.md, run 7). The first steps pay
 # the compile (~45 s); set compile=None where inductor/triton are unavailable, or compile="inductor" for no
 # CUDA graphs. Measured on one GPU; graphed regions under DDP across GPUs are not measured yet
 # (compile="inductor" if one fails).
