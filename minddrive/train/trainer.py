@@ -321,7 +321,9 @@ class LogWindow:
         terms["loss"] = loss
         for k, v in terms.items():
             value = v.detach().float().reshape(())
-            self.sums[k] = self.sums[k] + value if k in self.sums else value
+            # A copy on first sight: a float32 scalar would otherwise be the loss tensor itself, which a later
+            # step may overwrite in place (outputs of CUDA-graphed regions are replayed into the same memory).
+            self.sums[k] = self.sums[k] + value if k in self.sums else value.clone()
         self.count += 1
         self.samples += n
 

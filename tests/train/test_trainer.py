@@ -158,6 +158,7 @@ def test_log_window_means_the_device_terms_and_reads_them_once_per_line(monkeypa
                   "not_a_scalar": torch.ones(3)}
         window.add(losses, torch.tensor(planning + lm), n=4)
         window.grad_norm = torch.tensor(0.5 + step)
+        losses["loss_planning"].fill_(100.0)  # reused memory (a CUDA-graph output) must not reach the sums
     assert reads == []  # nothing read from the device while steps run
     means = window.means()
     assert reads == [torch.Size([3])]  # one read for all three terms
