@@ -24,7 +24,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 
 from minddrive.constants import INFRACTION_KEYS, NUM_PATH_POINTS
 from minddrive.errors import UserError

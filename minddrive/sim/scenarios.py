@@ -17,7 +17,7 @@ import numpy as np
 from minddrive.constants import ABILITIES
 from minddrive.errors import UserError
 from minddrive.sim.actors import MODE_IDM, MODE_SCRIPTED, MODE_STATIC, ActorSpec
-from minddrive.sim.roads import LANE_WIDTH, RoadNetwork, Route, build_network, build_route, junction_route, right_normal
+from minddrive.sim.roads import LANE_WIDTH, RoadNetwork, Route, build_network, junction_route, right_normal
 
 # Traffic-light cycle (s): group 0 (east-west arms) is green first, group 1 (north-south) after.
 GREEN, YELLOW, ALL_RED = 12.0, 3.0, 1.0

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from minddrive.config import load_config
 from minddrive.eval.driver import EpisodeTrace
 from minddrive.rl.buffer import write_episode
 from minddrive.rl.decouple import decouple
