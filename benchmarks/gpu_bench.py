@@ -631,8 +631,8 @@ def bench_il_step(model, spec: SizeSpec, image_size, device, steps: int, ceiling
             with model_flop_mode(model):
                 flops_one = count_flops(lambda: il_train_step(model, optimizer, one, device))
             out["flop_per_step"] = flops_one * batch_size
-            out["flop_count"] = "FlopCounterMode over one step at batch 1 x batch (eager LLM attention, unpadded ViT MLP, " \
-                                f"checkpointing {'on: includes recompute' if checkpointing else 'off'})"
+            out["flop_count"] = ("FlopCounterMode over one step at batch 1 x batch (eager LLM attention, unpadded "
+                                 f"ViT MLP, checkpointing {'on: includes recompute' if checkpointing else 'off'})")
             out["counted_over_analytic"] = round(out["flop_per_step"] / max(analytic["total"], 1), 3)
         except Exception as exc:  # the timed figure stands; MFU then rests on the analytic estimate
             out["flop_count_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
@@ -1235,8 +1235,9 @@ def summary_rows(results: dict) -> list[tuple[str, str, str]]:
         if "process_error" in r:
             rows.append((size, "process", r["process_error"]))
         c = r.get("ceiling", {})
-        rows.append((size, "device / ceiling", f"{c.get('device', '?')} {c.get('tflops', c.get('error', c.get('skipped', '?')))} "
-                     f"TFLOP/s (sustained {c.get('sustained_tflops', '?')})"))
+        ceiling = c.get("tflops", c.get("error", c.get("skipped", "?")))
+        rows.append((size, "device / ceiling", f"{c.get('device', '?')} {ceiling} TFLOP/s "
+                     f"(sustained {c.get('sustained_tflops', '?')})"))
         if "skipped" in r:
             rows.append((size, "all", f"skipped ({r['skipped']})"))
         comp = r.get("components", {})

@@ -36,6 +36,7 @@ import traceback
 import warnings
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -182,17 +183,24 @@ def profile_scene(model, image_size, device: torch.device, results: dict, out_di
                                                                   device, out_dir / "scene_profile_llm_b1.txt")
 
 
-def profile_vit_il(model, spec, image_size, device: torch.device, args, results: dict, out_dir: Path) -> None:
-    """Part 3 at the IL batch: a compiled ViT forward + backward, then a whole IL step (every region
-    compiled; the LLM layers in ``args.il_llm_mode``): times, forward per module, host syncs, kernel tables."""
-    backbone = model.backbone  # float32 weights under bf16 autocast, as the IL step runs it
+def vit_forward_backward(backbone, images: int, image_size, device: torch.device) -> Callable[[], None]:
+    """A ViT forward + backward over ``images`` random images, in training mode with float32 weights under bf16
+    autocast, as the IL step runs it."""
     backbone.train()
-    images = torch.randn(args.train_batch * 6, 3, *image_size, device=device)
+    x = torch.randn(images, 3, *image_size, device=device)
 
     def forward_backward():
         with gb.autocast(device):
-            backbone(images).float().square().mean().backward()
+            backbone(x).float().square().mean().backward()
 
+    return forward_backward
+
+
+def profile_vit_il(model, spec, image_size, device: torch.device, args, results: dict, out_dir: Path) -> None:
+    """Part 3 at the IL batch: a compiled ViT forward + backward, then a whole IL step (every region
+    compiled; the LLM layers in ``args.il_llm_mode``): times, forward per module, host syncs, kernel tables."""
+    backbone = model.backbone
+    forward_backward = vit_forward_backward(backbone, args.train_batch * 6, image_size, device)
     backend = "inductor" if device.type == "cuda" else "aot_eager"
     backbone.compile_blocks(backend=backend)
     try:
@@ -342,8 +350,10 @@ def il_timeline(model, spec, image_size, device: torch.device, batch_size: int, 
                    if e.device_type == DeviceType.CUDA and not getattr(e, "is_user_annotation", False)]
         out["phases"] = phase_table(kernels, markers.labels)
         host = [e for e in prof.events() if e.device_type == DeviceType.CPU]
-        host_markers = [(e.time_range.start, e.name[len(MARKER_RANGE):]) for e in host if e.name.startswith(MARKER_RANGE)]
-        ops = [(e.name, e.time_range.start, e.self_cpu_time_total) for e in host if not e.name.startswith(MARKER_RANGE)]
+        host_markers = [(e.time_range.start, e.name[len(MARKER_RANGE):]) for e in host
+                        if e.name.startswith(MARKER_RANGE)]
+        ops = [(e.name, e.time_range.start, e.self_cpu_time_total) for e in host
+               if not e.name.startswith(MARKER_RANGE)]
         for label, row in host_phase_table(host_markers, ops).items():
             out["phases"][label].update(row)
         out["profiled_step_span_ms"] = out["phases"]["total"]["span_ms"]
@@ -382,13 +392,7 @@ def kernel_sources(fn, device: torch.device, rows: int = 25) -> list[dict]:
 
 def vit_train_sources(backbone, images: int, image_size, device: torch.device) -> dict:
     """:func:`kernel_sources` of a compiled (not graphed) ViT forward + backward at ``images`` images."""
-    backbone.train()
-    x = torch.randn(images, 3, *image_size, device=device)
-
-    def forward_backward():
-        with gb.autocast(device):
-            backbone(x).float().square().mean().backward()
-
+    forward_backward = vit_forward_backward(backbone, images, image_size, device)
     backbone.compile_blocks(backend="inductor" if device.type == "cuda" else "aot_eager")
     try:
         return {"fwd_bwd_ms": round(gb.time_device(forward_backward, device, warmup=2, runs=3), 1),
@@ -484,8 +488,9 @@ def main(argv=None) -> int:
             elif part == "vit_ops":
                 results["vit_ops"] = vit_train_sources(model.backbone, args.train_batch * 6, image_size, device)
             elif part == "il_timeline":
-                results["il_timeline"] = (il_timeline(model, spec, image_size, device, args.train_batch, args.il_llm_mode)
-                                          if device.type == "cuda" else {"skipped": "marker kernels need CUDA"})
+                results["il_timeline"] = (
+                    il_timeline(model, spec, image_size, device, args.train_batch, args.il_llm_mode)
+                    if device.type == "cuda" else {"skipped": "marker kernels need CUDA"})
             else:
                 model.backbone.decompile_blocks()
                 results["sdpa"] = sdpa_backends(model.backbone, args.train_batch * 6, device)

@@ -145,15 +145,16 @@ class MindDrive(nn.Module):
 
     def compile_regions(self, backend: str = "inductor", mode: str | None = None, llm_mode: str | None = None) -> None:
         """Regional ``torch.compile``: the ViT blocks (``EVA02ViT.compile_blocks``), the LLM's decoder layers,
-        the query decoder's layers and the trajectory head, each compiled in place (parameter names and checkpoints unchanged),
-        and the LM and planning losses; a layer class is traced once and reused by every layer. Why more than the ViT: eager, a stage-3 step
-        on an H200 kept the GPU busy ~300 of ~540 ms, the rest being the host launching the LoRA-wrapped
-        layers' small kernels and autocast weight casts one by one, and at batch 1 the decision pass is
-        ~3,000 tiny kernels (``benchmarks/scene_profile.py``); fused, there are far fewer. Sequence lengths
-        and, in rollouts, batch sizes vary (worlds start episodes off the common decision phase), so every
-        region compiles with automatic dynamic shapes: one recompile when a size first changes, not one per
-        size. ``llm_mode`` (default ``mode``) is the LLM layers' own compile mode, e.g. ``"reduce-overhead"``
-        (CUDA graphs) where the host launching their small kernels, not the GPU, bounds a training step."""
+        the query decoder's layers and the trajectory head, each compiled in place (parameter names and
+        checkpoints unchanged), and the LM and planning losses; a layer class is traced once and reused by
+        every layer. Why more than the ViT: eager, a stage-3 step on an H200 kept the GPU busy ~300 of ~540 ms,
+        the rest being the host launching the LoRA-wrapped layers' small kernels and autocast weight casts one
+        by one, and at batch 1 the decision pass is ~3,000 tiny kernels (``benchmarks/scene_profile.py``);
+        fused, there are far fewer. Sequence lengths and, in rollouts, batch sizes vary (worlds start episodes
+        off the common decision phase), so every region compiles with automatic dynamic shapes: one recompile
+        when a size first changes, not one per size. ``llm_mode`` (default ``mode``) is the LLM layers' own
+        compile mode, e.g. ``"reduce-overhead"`` (CUDA graphs) where the host launching their small kernels,
+        not the GPU, bounds a training step."""
         import torch._dynamo
 
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 32)

@@ -127,7 +127,7 @@ class DeepSpeedEngine(Engine):
         self.wrapped.backward(loss)
         self.wrapped.step()
 
-    def step(self) -> torch.Tensor | float:
+    def step(self) -> float:
         norm = self.wrapped.get_global_grad_norm()
         return float(norm) if norm is not None else float("nan")
 
