@@ -156,7 +156,12 @@ class _SwiGLU(nn.Module):
             w12, b12, w3 = self.padded_weights(pad) if pad else (self.w12.weight, self.w12.bias, self.w3.weight)
         a, b = _linear(x, w12, b12, float8, "w12").chunk(2, dim=-1)
         gated = F.silu(a) * b  # padded units: silu(0) * 0 = 0
-        h = self.padded_norm(gated, pad) if pad else self.norm(gated)
+        if not pad:
+            h = self.norm(gated)
+        elif torch.compiler.is_compiling():
+            h = self.padded_norm(gated, pad)
+        else:  # eager: ATen's fused layer_norm kernel over the real units beats padded_norm's separate ops
+            h = F.pad(self.norm(gated[..., :hidden]), (0, pad))
         return _linear(h, w3, self.w3.bias, float8, "w3")
 
     def padded_norm(self, x: torch.Tensor, pad: int) -> torch.Tensor:
@@ -165,7 +170,9 @@ class _SwiGLU(nn.Module):
         ``LayerNorm`` and padding it back for ``w3`` gave Inductor two row lengths, so the statistics, the
         normalisation and their backward became separate kernels, each reading the 2 x 2752-wide input. Over
         the padded row an H100 IL step's ViT ran 8 ms faster (forward 69.7 -> 66.3 ms, backward 153.3 -> 148.2;
-        ``benchmarks/RESULTS.md`` run 7, call 11)."""
+        ``benchmarks/RESULTS.md`` run 7, call 11). Compiled only: run eagerly, its half a dozen float32 ops each
+        make a full pass (and keep their outputs for backward): the eager IL step went from 583 to 775 ms and
+        56 to 70 GiB (run 8)."""
         n = x.shape[-1] - pad
         xf = x.float()
         mean = xf.sum(-1, keepdim=True) / n

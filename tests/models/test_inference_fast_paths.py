@@ -4,7 +4,9 @@ window/global attention."""
 
 from __future__ import annotations
 
+import pytest
 import torch
+import torch.nn.functional as F
 
 from minddrive.models.minddrive import causal_padding_mask
 from minddrive.models.policy import DecoderGraphs, SceneGraphs, MindDrivePolicy
@@ -147,11 +149,14 @@ def test_vit_decompile_restores_eager_forward():
     assert vit.blocks[0]._compiled_call_impl is None and not vit.compiled_blocks
 
 
-def test_vit_mlp_padded_to_aligned_width_matches_unpadded_values_and_gradients():
+@pytest.mark.parametrize("compiled", [False, True])  # compiled: the sub-LayerNorm runs as padded_norm
+def test_vit_mlp_padded_to_aligned_width_matches_unpadded_values_and_gradients(compiled):
     from minddrive.models.vision import _SwiGLU
 
     torch.manual_seed(0)
     mlp = _SwiGLU(24, 85)  # 85 -> padded to 96, as 2730 -> 2752 on the real ViT
+    with torch.no_grad():
+        mlp.norm.weight.uniform_(0.5, 1.5), mlp.norm.bias.uniform_(-0.5, 0.5)
     x = torch.randn(5, 24, requires_grad=True)
     mlp.pad_hidden = False
     ref = mlp(x)
@@ -160,13 +165,26 @@ def test_vit_mlp_padded_to_aligned_width_matches_unpadded_values_and_gradients()
     mlp.zero_grad()
     x.grad = None
     mlp.pad_hidden = True
-    out = mlp(x)
+    out = (torch.compile(mlp, backend="eager") if compiled else mlp)(x)
     (out * torch.arange(24.0)).sum().backward()
     grads = [p.grad for p in mlp.parameters()] + [x.grad]
     assert torch.allclose(out, ref, atol=1e-5)
     assert [g.shape for g in grads] == [g.shape for g in ref_grads] and mlp.w12.weight.shape == (170, 24)
     assert all(torch.allclose(g, r, atol=1e-5) for g, r in zip(grads, ref_grads))
     assert ref_grads[0].abs().sum() > 0
+
+
+def test_vit_mlp_padded_norm_normalises_over_the_real_units_and_keeps_pad_units_zero():
+    from minddrive.models.vision import _SwiGLU
+
+    torch.manual_seed(0)
+    mlp = _SwiGLU(8, 85)
+    with torch.no_grad():
+        mlp.norm.weight.uniform_(0.5, 1.5), mlp.norm.bias.uniform_(-0.5, 0.5)
+    gated = torch.randn(4, 85) * 3 + 2  # a mean far from 0, where a pad-count error would show
+    out = mlp.padded_norm(F.pad(gated, (0, 11)), 11)
+    assert out.shape == (4, 96) and out[:, 85:].abs().max() == 0
+    assert torch.allclose(out[:, :85], mlp.norm(gated), atol=1e-5)
 
 
 def test_vit_patch_matmul_equals_the_strided_convolution_in_values_and_gradients():
