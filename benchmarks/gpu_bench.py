@@ -87,6 +87,8 @@ class SizeSpec:
     ppo_minibatches: int = 3
     latency_runs: int = 20
     ceiling_n: int = 8192
+    # The IL parts store the frozen LLM decoder weights as the stage configs' train_cfg.frozen_llm_dtype says.
+    frozen_llm_dtype: str = "bf16"
 
 
 SIZES = {
@@ -100,9 +102,9 @@ SIZES = {
                      ceiling_n=512, backbone=dict(type="EVA02ViT", img_size=(128, 224), patch_size=16, embed_dim=32,
                                                   depth=2, num_heads=2, window_size=4, global_every=2)),
     "05b": SizeSpec("05b", "minddrive_qwen2_05b.py", QWEN2_05B, text_len=320),
-    # 3B at batch 4 without checkpointing does not fit 80 GB (0.5B alone peaks at 64 GiB there): start at 2.
+    # The upstream 3B batch is 4 per GPU; 2 where 4 does not fit without checkpointing.
     "3b": SizeSpec("3b", "minddrive_qwen25_3b.py", QWEN25_3B, text_len=320, act_batches=(8, 32),
-                   gen_batches=(1, 32), il_ladder=((2, False), (4, True), (2, True), (1, True)),
+                   gen_batches=(1, 32), il_ladder=((4, False), (2, False), (4, True), (2, True), (1, True)),
                    parts=("il_step", "fast_act")),
 }
 # Upstream answers the decision in plain words, "The car should be maintain moderate speed lanefollow." after
@@ -202,6 +204,28 @@ def build_model(spec: SizeSpec, device: torch.device):
     if fallback:
         info["device_build_error"] = fallback
     return model, image_size, info
+
+
+@contextlib.contextmanager
+def frozen_llm_stored_as(model, dtype_name: str, device: torch.device):
+    """The IL parts' frozen LLM weights as the trainer keeps them (``train_cfg.frozen_llm_dtype``, on CUDA:
+    ``MindDrive.store_frozen_llm_linears``); the float32 originals wait on the host and come back after, for
+    the parts that follow (the rollout parts run their own inference dtype)."""
+    from minddrive.models.llm import frozen_decoder_linears
+
+    if dtype_name != "bf16" or device.type != "cuda":
+        yield
+        return
+    params = [p for linear in frozen_decoder_linears(model.llm.peft) for p in (linear.weight, linear.bias)
+              if p is not None]
+    originals = [p.data.to("cpu") for p in params]
+    model.store_frozen_llm_linears(torch.bfloat16)
+    try:
+        yield
+    finally:
+        for param, original in zip(params, originals):
+            param.data = original.to(device)
+        model.store_frozen_llm_linears(torch.float32)  # a no-op cast; drops graphs captured over bf16 weights
 
 
 def set_gradient_checkpointing(model, enabled: bool) -> None:
@@ -577,7 +601,16 @@ def bench_il_step(model, spec: SizeSpec, image_size, device, steps: int, ceiling
     """Throughput at the first (batch, checkpointing) of ``spec.il_ladder`` that fits, then a separate FLOP
     count at batch 1 (eager LLM attention, same checkpointing; FLOPs are linear in batch at fixed length),
     unless ``count`` is False. ``first_step_s`` (the step that allocates the optimiser state, and compiles
-    where anything is compiled) is reported apart from the timed steps."""
+    where anything is compiled) is reported apart from the timed steps. The frozen LLM weights are stored
+    as ``spec.frozen_llm_dtype`` says, as the trainer stores them."""
+    with frozen_llm_stored_as(model, spec.frozen_llm_dtype, device):
+        out = _bench_il_step(model, spec, image_size, device, steps, ceiling_tflops, warmup, count)
+    out["frozen_llm_dtype"] = spec.frozen_llm_dtype if device.type == "cuda" else "fp32"
+    return out
+
+
+def _bench_il_step(model, spec: SizeSpec, image_size, device, steps: int, ceiling_tflops: float | None,
+                   warmup: int, count: bool) -> dict:
     model.train()
     optimizer = make_optimizer(model)
     attempts = []
@@ -1211,6 +1244,7 @@ def run_children(args, sizes: list[str], deadline: float) -> dict:
                "--out", args.out, "--deadline", f"{deadline - 5:.1f}"]
         if args.ceiling_n:
             cmd += ["--ceiling-n", str(args.ceiling_n)]
+        cmd += ["--frozen-llm-dtype", args.frozen_llm_dtype]
         started = time.perf_counter()
         proc = subprocess.Popen(cmd)
         try:
@@ -1328,6 +1362,8 @@ def parse_args(argv=None):
     parser.add_argument("--budget-s", type=float, default=255.0,
                         help="seconds for the whole run; measurements that cannot start in time are skipped")
     parser.add_argument("--deadline", type=float, default=None, help=argparse.SUPPRESS)  # set for the children
+    parser.add_argument("--frozen-llm-dtype", default="bf16", choices=["bf16", "fp32"],
+                        help="how the IL parts store the frozen LLM weights (train_cfg.frozen_llm_dtype)")
     parser.add_argument("--parts", default=None,
                         help="comma-separated subset/order of fast_act,components,il_step,il_step_compiled,il_step_compiled_llm,rollout,ppo,collector "
                              "(default: the size's own order)")
@@ -1370,7 +1406,8 @@ def main(argv=None) -> int:
             return 2
         file = ResultFile(path)
         try:
-            results = {args.size: run_size(SIZES[args.size], torch.device(args.device), args.steps, args.ceiling_n,
+            spec = dataclass_replace(SIZES[args.size], frozen_llm_dtype=args.frozen_llm_dtype)
+            results = {args.size: run_size(spec, torch.device(args.device), args.steps, args.ceiling_n,
                                            record=lambda r: file.update(args.size, r), deadline=deadline,
                                            parts=parts)}
         except UserError as exc:

@@ -326,7 +326,14 @@ def host_phase_table(markers: list[tuple[float, str]], ops: list[tuple[str, floa
 
 def il_timeline(model, spec, image_size, device: torch.device, batch_size: int, llm_mode: str) -> dict:
     """One IL step with every region compiled and CUDA-graphed (the 0.5B stage-3 config's
-    ``train_cfg.compile``), cut into phases (:class:`PhaseMarkers`, :func:`phase_table`)."""
+    ``train_cfg.compile``), the frozen LLM weights stored as ``spec.frozen_llm_dtype``, cut into phases
+    (:class:`PhaseMarkers`, :func:`phase_table`)."""
+    with gb.frozen_llm_stored_as(model, spec.frozen_llm_dtype, device):
+        out = _il_timeline(model, spec, image_size, device, batch_size, llm_mode)
+    return dict(out, frozen_llm_dtype=spec.frozen_llm_dtype)
+
+
+def _il_timeline(model, spec, image_size, device: torch.device, batch_size: int, llm_mode: str) -> dict:
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
@@ -464,6 +471,8 @@ def main(argv=None) -> int:
                         help="comma-separated, in order: scene (1-3 at batch 1), vit_il (3: ViT and IL step "
                              "tables), vit_ops (3: which ops launch the ViT's training kernels), il_timeline (4), "
                              "sdpa (5)")
+    parser.add_argument("--frozen-llm-dtype", default="bf16", choices=["bf16", "fp32"],
+                        help="how il_timeline stores the frozen LLM weights (train_cfg.frozen_llm_dtype)")
     parser.add_argument("--out", default="work_dirs/scene_profile")
     args = parser.parse_args(argv)
     parts = args.parts.split(",")
@@ -472,7 +481,7 @@ def main(argv=None) -> int:
         parser.error(f"--parts: unknown {sorted(unknown)}")
     device, out_dir = torch.device(args.device), Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    spec = gb.SIZES[args.size]
+    spec = gb.dataclass_replace(gb.SIZES[args.size], frozen_llm_dtype=args.frozen_llm_dtype)
     results: dict = {"size": spec.name, "torch": torch.__version__}
     save = lambda: (out_dir / "scene_profile.json").write_text(json.dumps(results, indent=2))  # noqa: E731
 

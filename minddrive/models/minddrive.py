@@ -33,7 +33,7 @@ from minddrive.errors import UserError
 from minddrive.models import losses as L
 from minddrive.models.llm import (ADAPTERS, LLMHandle, MergedAdapters, RowAdapterSplit, activation_checkpointing_enabled,
                                   build_llm, build_tokenizer, is_base_parameter, lora_layers,
-                                  set_activation_checkpointing)
+                                  set_activation_checkpointing, store_frozen_linears)
 from minddrive.models.position_embedding import PETRPositionEmbedding
 from minddrive.models.query_decoder import select_top
 from minddrive.registry import MODELS, build
@@ -176,6 +176,13 @@ class MindDrive(nn.Module):
         # The planning losses: ~100 small ops forward and more backward, each a kernel launch (automatic dynamic
         # shapes: the map and agent counts may change with the data).
         self._planning_losses = torch.compile(L.planning_losses, backend=backend, dynamic=None)
+
+    def store_frozen_llm_linears(self, dtype: torch.dtype) -> int:
+        """Keep the frozen LLM decoder layers' Linear weights in ``dtype`` (:func:`.llm.store_frozen_linears`: the
+        same numbers under autocast to ``dtype``, without the per-step weight casts); returns the bytes freed."""
+        freed = store_frozen_linears(self.llm.peft, dtype)
+        self._drop_captured_graphs()
+        return freed
 
     def decompile_regions(self) -> None:
         """Back to eager (undoes :meth:`compile_regions`; compiled code stays cached)."""

@@ -88,6 +88,10 @@ class Engine:
         self.optimizer = optimizer
         self.grad_clip = grad_clip
         self.accumulate = accumulate
+        # Set when the model's regions replay CUDA graphs (``train_cfg.compile`` mode "reduce-overhead"):
+        # see :meth:`backward`.
+        self.cuda_graphed = False
+        self._grads_copied = False
 
     def __call__(self, batch):
         return self.wrapped(batch)
@@ -98,9 +102,21 @@ class Engine:
             return self.wrapped.no_sync()
         return contextlib.nullcontext()
 
-    def backward(self, loss: torch.Tensor) -> None:
-        """Accumulate the gradient of one micro-batch's loss (averaged over ``accumulate`` micro-batches)."""
+    def backward(self, loss: torch.Tensor, accumulating: bool = False) -> None:
+        """Accumulate the gradient of one micro-batch's loss (averaged over ``accumulate`` micro-batches);
+        ``accumulating``: another micro-batch's backward follows before the step.
+
+        Through CUDA-graphed regions a weight gradient comes out of a graph's memory pool, and autograd adopts
+        that very tensor as ``.grad`` when there is none: the next micro-batch's replay of the graph would
+        overwrite it before adding to it (``accessing tensor output of CUDAGraphs that has been overwritten``).
+        So the first accumulating backward of a step copies its gradients out; later ones add into the copies."""
         (loss / self.accumulate).backward()
+        if accumulating and self.cuda_graphed and not self._grads_copied:
+            for group in self.optimizer.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        p.grad = p.grad.clone()
+            self._grads_copied = True
 
     def step(self) -> torch.Tensor | float:
         """Clip, step, zero grads; returns the pre-clip gradient norm (a device tensor: reading it waits for
@@ -113,6 +129,7 @@ class Engine:
             norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        self._grads_copied = False
         return norm.detach()
 
 
@@ -122,7 +139,7 @@ class DeepSpeedEngine(Engine):
     def no_sync(self, accumulating: bool):
         return contextlib.nullcontext()
 
-    def backward(self, loss: torch.Tensor) -> None:
+    def backward(self, loss: torch.Tensor, accumulating: bool = False) -> None:
         # DeepSpeed divides by its own accumulation count and steps only at the boundary.
         self.wrapped.backward(loss)
         self.wrapped.step()

@@ -376,3 +376,37 @@ def test_compiled_regions_give_the_eager_losses_and_gradients(tiny_model, batch_
     assert compiled_grads.keys() == eager_grads.keys() and len(eager_grads) > 10
     for name, grad in eager_grads.items():
         assert torch.allclose(compiled_grads[name], grad, rtol=1e-3, atol=1e-5), name
+
+
+def test_frozen_llm_linears_in_bf16_give_the_same_autocast_pass_and_lora_gradients(tiny_model, tiny_batch):
+    """``store_frozen_llm_linears``: under bf16 autocast every Linear casts its weight to bf16 anyway, so storing
+    the frozen ones in bf16 must change no output and no LoRA gradient; embeddings, norms and LoRA stay float32."""
+    from minddrive.models.llm import frozen_decoder_linears
+
+    model = tiny_model
+    perturb_adapter(model, "action_expert")
+    with torch.no_grad():
+        scene, _ = model.encode_scene(tiny_batch)
+        embeds, mask, _, _ = model.splice_scene(tiny_batch["input_ids"], tiny_batch["attention_mask"], scene)
+    lora = [p for n, p in model.llm.named_parameters() if "lora_" in n and ".action_expert." in n]
+
+    def autocast_pass():
+        for p in lora:
+            p.grad = None
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            hidden = model.run_llm("action_expert", embeds, mask)
+        (hidden.float() * torch.linspace(-1, 1, hidden.shape[-1])).sum().backward()
+        return hidden.detach(), [p.grad.clone() for p in lora]
+
+    reference, reference_grads = autocast_pass()
+    linears = frozen_decoder_linears(model.llm.peft)
+    expected = sum(p.numel() * 2 for m in linears for p in (m.weight, m.bias) if p is not None)
+    assert model.store_frozen_llm_linears(torch.bfloat16) == expected > 0
+    hidden, grads = autocast_pass()
+    assert len(linears) == 7 * len(model._decoder_lm[0].layers)  # q, k, v, o, gate, up, down per layer
+    assert all(m.weight.dtype == torch.bfloat16 for m in linears)
+    assert all(p.dtype == torch.float32 and p.requires_grad for p in lora)
+    assert model.llm_embeddings.weight.dtype == model._decoder_lm[0].norm.weight.dtype == torch.float32
+    assert torch.equal(hidden, reference) and reference.abs().max() > 0
+    assert all(torch.equal(g, r) for g, r in zip(grads, reference_grads)) and reference_grads[-1].abs().sum() > 0
+    assert model.store_frozen_llm_linears(torch.bfloat16) == 0  # already stored

@@ -71,6 +71,36 @@ def test_freeze_parameters_without_grad_freezes_only_the_unreached_head():
     assert all(p.grad is None for p in model.parameters())  # the probe leaves no gradient behind
 
 
+def test_accumulation_through_cuda_graphs_copies_the_first_gradients_out_and_trains_the_same():
+    """``Engine.backward(accumulating=True)`` with CUDA-graphed regions: the gradients autograd adopted in a
+    step's first micro-batch (graph-owned memory on a GPU) are replaced by copies, the next micro-batches add
+    into those copies in place, and the weights follow the plain path exactly."""
+    from minddrive.train.distributed import Engine
+
+    def train(graphed: bool):
+        model = Toy()
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        engine = Engine(model, model, torch.optim.AdamW(trainable, lr=1e-2), grad_clip=1.0, accumulate=3)
+        engine.cuda_graphed = graphed
+        head = model.head.weight
+        landed = []  # where autograd put the head's gradient, after each micro-batch
+        head.register_post_accumulate_grad_hook(lambda p: landed.append(p.grad.data_ptr()))
+        for step in range(2):
+            for m in range(3):
+                engine.backward(engine(micro_batch(3 * step + m)), accumulating=m < 2)
+                if graphed and m == 0:  # adopted, then copied out
+                    copy = head.grad.data_ptr()
+                    assert copy != landed[-1]
+                elif graphed:  # added in place into the copy
+                    assert head.grad.data_ptr() == landed[-1] == copy
+            engine.step()
+            assert all(p.grad is None for p in trainable)
+        return [p.detach().clone() for p in model.parameters()]
+
+    graphed, plain = train(True), train(False)
+    assert all(torch.equal(a, b) for a, b in zip(graphed, plain)) and not torch.equal(graphed[-4], Toy().head.weight)
+
+
 def test_fsdp_options_translate_config_keys():
     from torch.distributed.fsdp import BackwardPrefetch, ShardingStrategy
 

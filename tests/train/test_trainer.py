@@ -80,6 +80,38 @@ def test_compile_setting_is_a_backend_or_a_dict_of_compile_regions_arguments(tmp
         train(toy_config(tmp_path, train_cfg=dict(max_iters=1, batch_size=4, compile=3)), tmp_path)
 
 
+def test_frozen_llm_dtype_is_checked_and_applied_only_under_cuda_bf16_autocast(tmp_path, capsys):
+    from minddrive.train.trainer import store_frozen_llm
+
+    class Stored(torch.nn.Module):
+        calls: list = []
+
+        def store_frozen_llm_linears(self, dtype):
+            self.calls.append(dtype)
+            return 3 * 2**29
+
+    model, cuda, cpu = Stored(), torch.device("cuda", 0), torch.device("cpu")
+    assert store_frozen_llm(model, {}, cuda, None) is None and store_frozen_llm(model, dict(frozen_llm_dtype="fp32"),
+                                                                              cuda, None) is None
+    bf16 = dict(frozen_llm_dtype="bf16")
+    assert "no bf16 autocast on cpu" in store_frozen_llm(model, bf16, cpu, None)
+    assert "DeepSpeed" in store_frozen_llm(model, bf16, cuda, dict(type="deepspeed", zero_stage=2))
+    assert model.calls == []
+    assert store_frozen_llm(model, bf16, cuda, dict(type="fsdp", shard_frozen=False)).endswith("(1.50 GiB freed)")
+    assert model.calls == [torch.bfloat16]
+    with pytest.raises(UserError, match="expected None, 'fp32' or 'bf16', got 'fp16'"):
+        store_frozen_llm(model, dict(frozen_llm_dtype="fp16"), cuda, None)
+    with pytest.raises(UserError, match="needs precision='bf16'"):
+        store_frozen_llm(model, dict(bf16, precision="fp32"), cuda, None)
+    with pytest.raises(UserError, match="strategy.shard_frozen=False"):
+        store_frozen_llm(model, bf16, cuda, dict(type="fsdp"))
+    with pytest.raises(UserError, match="train_cfg.frozen_llm_dtype: Module has no store_frozen_llm_linears"):
+        store_frozen_llm(torch.nn.Module(), bf16, cuda, None)
+    # On the CPU the setting is reported and the toy run trains as before.
+    train(toy_config(tmp_path, train_cfg=dict(max_iters=1, batch_size=4, frozen_llm_dtype="bf16")), tmp_path)
+    assert "frozen_llm_dtype='bf16' not applied: no bf16 autocast on cpu" in capsys.readouterr().out
+
+
 def test_missing_load_from_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="load_from"):
         train(toy_config(tmp_path, load_from=str(tmp_path / "nope")), tmp_path)

@@ -19,13 +19,12 @@ checkpoint_config = dict(by_epoch=False, interval=2000, max_keep=3)
 log_config = dict(interval=50)
 # Regional torch.compile (ViT blocks, LLM and query-decoder layers, trajectory head, losses:
 # MindDrive.compile_regions), each region replayed from CUDA graphs, and the fused AdamW: a batch-4 step ran
-# ~2x faster than eager on one H100 (14.3-14.9 samples/s; benchmarks/RESULTS.md, run 7). The first steps pay
-# the compile (~45 s); set compile=None where inductor/triton are unavailable, or compile="inductor" for no
-# CUDA graphs. Measured on one GPU; graphed regions under DDP across GPUs are not measured yet
-# (compile="inductor" if one fails).
+# 2.1-2.5x faster than eager on one H100 (15.1 samples/s, MFU 41-42 %) and scaled to two under DDP at 0.93
+# efficiency (benchmarks/RESULTS.md, runs 7-8). The first steps pay the compile (~45-100 s); set compile=None
+# where inductor/triton are unavailable, or compile="inductor" for no CUDA graphs.
 train_cfg = dict(compile=dict(backend="inductor", mode="reduce-overhead"))
 optimizer = dict(fused=True)
-# No recomputation: a batch-4 step fits an 80 GB GPU without it (46 GiB peak graphed, 56 GiB eager; run 7),
+# No recomputation: a batch-4 step fits an 80 GB GPU without it (45 GiB peak graphed, 56 GiB eager; run 8),
 # and recomputing would add the ViT and LLM forwards (~85 of the ~273 ms step) to every backward. Turn both
 # back on for GPUs with less memory (the base model config has them on).
 model = dict(vision=dict(backbone=dict(grad_checkpoint=False)), llm=dict(gradient_checkpointing=False))

@@ -15,6 +15,9 @@ train_cfg = dict(
     accumulate=1,        # gradient accumulation micro-batches per optimiser step
     grad_clip=35.0,
     precision="bf16",    # autocast on CUDA; CPU runs stay fp32
+    # The frozen LLM's decoder-layer weights stored in bf16: what autocast computes with anyway, without
+    # re-casting them every step (CUDA only; DeepSpeed's bf16 mode casts the whole model itself).
+    frozen_llm_dtype="bf16",
     num_workers=4,
 )
 test_cfg = dict(batch_size=4)
