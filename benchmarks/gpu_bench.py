@@ -1025,8 +1025,11 @@ class PPOPolicyAdapter(torch.nn.Module):
             return {k: v[:len(obs_list)] for k, v in self.staged.items()}
         return self.policy.preprocess(obs_list)
 
-    def evaluate_decisions(self, batch, actions):
-        return self.policy.evaluate_decisions(batch, actions)
+    def scene_tokens(self, batch):
+        return self.policy.scene_tokens(batch)
+
+    def evaluate_decisions(self, batch, actions, scene=None):
+        return self.policy.evaluate_decisions(batch, actions, scene=scene)
 
 
 class SyntheticSteps(torch.utils.data.Dataset):
@@ -1099,11 +1102,13 @@ def bench_collector(model, spec: SizeSpec, image_size, device) -> dict:
                 image_size=list(image_size), host_threads=1)
 
 
-def ppo_samples_per_s(adapter, dataset, batch_size: int, device: torch.device, seed: int = 0) -> tuple[float, dict]:
-    """One PPO epoch over ``dataset`` (after a one-minibatch warm-up); samples/s and the last metrics."""
+def ppo_samples_per_s(adapter, dataset, batch_size: int, device: torch.device, seed: int = 0, epochs: int = 1,
+                      cache_scenes: bool = True) -> tuple[float, dict]:
+    """``epochs`` PPO epochs over ``dataset`` (after a one-minibatch warm-up); samples/s (steps x epochs per
+    second) and the last metrics."""
     from minddrive.rl.ppo import PPOHyperParams, ppo_update, select_trainable
 
-    hp = PPOHyperParams(epochs=1, batch_size=batch_size, seed=seed)
+    hp = PPOHyperParams(epochs=epochs, batch_size=batch_size, seed=seed, cache_scenes=cache_scenes)
     params = select_trainable(adapter, hp.trainable)
     optimizer = torch.optim.AdamW(params, lr=hp.learning_rate, weight_decay=hp.weight_decay)
     warm = torch.utils.data.Subset(dataset, range(min(batch_size, len(dataset))))
@@ -1113,7 +1118,7 @@ def ppo_samples_per_s(adapter, dataset, batch_size: int, device: torch.device, s
     metrics = ppo_update(adapter, optimizer, dataset, hp, device, show_progress=False)
     synchronize(device)
     # Ranks take disjoint shards of the dataset (ppo_update), so this is the global rate under torchrun too.
-    return len(dataset) / (time.perf_counter() - start), metrics
+    return len(dataset) * epochs / (time.perf_counter() - start), metrics
 
 
 def bench_ppo(model, spec: SizeSpec, image_size, device) -> dict:
@@ -1130,6 +1135,13 @@ def bench_ppo(model, spec: SizeSpec, image_size, device) -> dict:
                                       spec.ppo_batch, device)
     out.update(compute_samples_per_s=round(rate, 2), peak_mem_gib=peak_memory_gib(device),
                loss=round(metrics["loss"], 4), approx_kl=round(metrics["approx_kl"], 5))
+    # Several epochs (the RL configs run 10): from the second on, the frozen scene encoder's tokens come from
+    # ppo.SceneCache instead of a new ViT pass per step; the uncached rate is the same update without it.
+    for cache in (True, False):
+        rate, _ = ppo_samples_per_s(PPOPolicyAdapter(policy, staged), SyntheticSteps(count, image_size,
+                                                                                     with_images=False),
+                                    spec.ppo_batch, device, epochs=3, cache_scenes=cache)
+        out[f"epochs3_{'cached' if cache else 'uncached'}_samples_per_s"] = round(rate, 2)
     staged = None
     free_memory(device)
     rate, _ = ppo_samples_per_s(PPOPolicyAdapter(policy), SyntheticSteps(count, image_size), spec.ppo_batch, device)
@@ -1347,7 +1359,9 @@ def summary_rows(results: dict) -> list[tuple[str, str, str]]:
             continue
         rows.append((size, "PPO update", str(ppo.get("error")) if "error" in ppo else
                      f"b{ppo.get('batch')}: {ppo.get('compute_samples_per_s')} samples/s on device, "
-                     f"{ppo.get('end_to_end_samples_per_s')} end to end"))
+                     f"{ppo.get('end_to_end_samples_per_s')} end to end; 3 epochs: "
+                     f"{ppo.get('epochs3_cached_samples_per_s')} with the scene cache, "
+                     f"{ppo.get('epochs3_uncached_samples_per_s')} without"))
     return rows
 
 

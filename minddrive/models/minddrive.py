@@ -230,6 +230,12 @@ class MindDrive(nn.Module):
                 "query_decoder": [self.query_decoder], "projector": [self.projector, self.ego_encoder],
                 "trajectory_head": [self.trajectory_head, self.ego_plan_norm], "value_head": [self.value_head]}
 
+    def scene_encoder_trainable(self) -> bool:
+        """Whether any weight between the cameras and the scene tokens trains (vision, query decoder, projector)."""
+        groups = self._group_modules()
+        return any(p.requires_grad for name in ("vision", "query_decoder", "projector") for m in groups[name]
+                   for p in m.parameters())
+
     def set_trainable(self, names: Iterable[str]) -> None:
         """Make exactly the named groups trainable (see ``TRAINABLE_GROUPS``); base LLM weights never are."""
         names = tuple(names)

@@ -263,17 +263,29 @@ class MindDrivePolicy(torch.nn.Module):
             log_probs, value = self.model.decision_log_probs(batch, scene, temperature), self.model.value(batch, scene)
         return log_probs.float(), value.float()
 
-    def evaluate_decisions(self, batch: dict[str, torch.Tensor], actions: torch.Tensor, temperature: float = 1.0
-                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def scene_tokens(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """The scene tokens ``evaluate_decisions`` computes for ``batch``, without gradients; None where the scene
+        encoder trains (its tokens then need gradients). While it is frozen (PPO's default) they depend on the
+        stored observation alone, so PPO computes them once per step (``minddrive.rl.ppo.SceneCache``)."""
+        if self.model.scene_encoder_trainable():
+            return None
+        with torch.no_grad(), _eval_mode(self.model), self._autocast():
+            scene, _ = self.model.encode_scene(batch)
+        return scene.clone()  # a replayed CUDA graph's output is overwritten by the next replay
+
+    def evaluate_decisions(self, batch: dict[str, torch.Tensor], actions: torch.Tensor, temperature: float = 1.0,
+                           scene: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(log-probs of all 7 actions (B, 7), value (B,), entropy (B,)) with gradients, dropout off.
 
         ``actions`` is accepted so callers can gather ``log_probs[range(B), actions]``; the full
         distribution is returned for the KL term. Reproduces ``act``'s log-probs for the same inputs.
+        ``scene``: this batch's :meth:`scene_tokens`, computed earlier (the scene encoder is then not re-run).
         """
         model = self.model
         with _eval_mode(model), model.no_llm_gradient_checkpointing(), self._autocast():
-            scene, _ = model.encode_scene(batch)
-            log_probs, value = self._decision_and_value(batch, scene, temperature)
+            if scene is None:
+                scene, _ = model.encode_scene(batch)
+            log_probs, value = self._decision_and_value(batch, scene.to(self.device), temperature)
         entropy = -(log_probs.exp() * log_probs).sum(-1)
         assert actions.shape[0] == log_probs.shape[0], "actions must have one entry per batch row"
         return log_probs, value, entropy

@@ -179,3 +179,58 @@ def test_recomputed_log_probs_gather_every_shard_across_processes(tmp_path):
         got = torch.load(tmp_path / f"rank{rank}.pt")
         assert got["scores"].shape == (11, 7) and torch.allclose(got["scores"], expected, atol=1e-6)
         assert got["gap"] == pytest.approx(expected_gap, abs=1e-6)
+
+
+def test_scene_cache_encodes_each_step_once_and_steps_aside_for_a_trainable_encoder():
+    from minddrive.rl.ppo import SceneCache
+
+    class Encoder:
+        def __init__(self, frozen=True):
+            self.frozen, self.calls = frozen, 0
+
+        def scene_tokens(self, batch):
+            self.calls += 1
+            return batch["x"] * 2 if self.frozen else None
+
+    policy = Encoder()
+    cache = SceneCache(policy)
+    x = torch.arange(12.0).view(4, 3)
+    first = cache.tokens(policy, [5, 2], dict(x=x[:2]), torch.device("cpu"))
+    again = cache.tokens(policy, [2, 5], dict(x=x[:2]), torch.device("cpu"))  # cached, in this order
+    assert policy.calls == 1 and torch.equal(first, x[:2] * 2) and torch.equal(again, (x[:2] * 2).flip(0))
+    cache.tokens(policy, [2, 7], dict(x=x[2:]), torch.device("cpu"))  # one step not cached: encode the minibatch
+    assert policy.calls == 2 and torch.equal(cache.rows[7], x[3] * 2) and torch.equal(cache.rows[2], x[2] * 2)
+    trainable = Encoder(frozen=False)
+    cache = SceneCache(trainable)
+    assert cache.tokens(trainable, [0], dict(x=x[:1]), torch.device("cpu")) is None and not cache.enabled
+    assert not SceneCache(object()).enabled and not SceneCache(policy, enabled=False).enabled
+
+
+def test_ppo_on_the_tiny_vla_encodes_each_step_once_and_updates_as_without_the_cache():
+    """Three epochs over six steps: the scene encoder (frozen in PPO) runs once per step with the cache instead
+    of once per step and epoch, and losses and weights come out the same."""
+    import sys
+
+    from minddrive.config import load_config
+    from minddrive.rl.workers import load_policy
+
+    sys.path.insert(0, str(HERE.parents[1] / "benchmarks"))
+    from gpu_bench import SyntheticSteps
+
+    cfg = load_config("adzoo/minddrive/configs/minddrive_tiny_rl_ppo_train.py")
+    steps = SyntheticSteps(6, tuple(cfg.env.image_size), seed=3)
+    runs = {}
+    for cache in (True, False):
+        torch.manual_seed(0)
+        policy = load_policy(cfg, None)
+        encodes = []
+        encode_scene = policy.model.encode_scene
+        policy.model.encode_scene = lambda batch: (encodes.append(len(batch["img"])), encode_scene(batch))[1]
+        hp = PPOHyperParams(epochs=3, batch_size=2, learning_rate=1e-3, cache_scenes=cache)
+        optimizer = torch.optim.AdamW(select_trainable(policy.model, hp.trainable), lr=hp.learning_rate)
+        metrics = ppo_update(policy, optimizer, steps, hp, torch.device("cpu"), show_progress=False)
+        runs[cache] = metrics, encodes, [p.detach().clone() for p in policy.model.parameters() if p.requires_grad]
+    (cached, cached_encodes, cached_weights), (plain, plain_encodes, plain_weights) = runs[True], runs[False]
+    assert sum(plain_encodes) == 2 + 3 * 6 and sum(cached_encodes) == 2 + 6  # score_steps' minibatch + epochs
+    assert cached == pytest.approx(plain, rel=1e-6, abs=1e-7) and cached["approx_kl"] > 0
+    assert all(torch.equal(a, b) for a, b in zip(cached_weights, plain_weights))
