@@ -8,10 +8,12 @@ Every figure is reported next to the baseline or ceiling it is judged against, m
              step (``FlopCounterMode`` over one step) / step time / measured ceiling. Batch 4 first, then
              the same with gradient checkpointing, then 2, then 1, until one fits;
 2. rollout   ``policy.act`` latency at batch 1 (median of ~20 after warm-up) and decisions/s at larger
-             batches, against token-by-token generation (``MindDrive.decide_by_generation``);
+             batches, bf16 and through the leaderboard agent's runtime (compiled, graphed, merged adapters),
+             against token-by-token generation (``MindDrive.decide_by_generation``); ``fast_act`` is the
+             batch-1 path step by step and decision-only scoring against generation;
 3. ppo       samples/s of ``minddrive.rl.ppo.ppo_update`` at batch 32 on synthetic rollout steps, both
              end to end (numpy observations through ``policy.preprocess``) and with the batch already on
-             the device (model compute only).
+             the device (model compute only), and over 3 epochs with and without the scene cache.
 
 Each measurement is guarded: a failure (e.g. out of memory at 3B) is recorded in the JSON and the run goes
 on. ``--size all`` runs each size in its own child process so a poisoned CUDA context cannot take the
@@ -987,7 +989,13 @@ def bench_rollout(model, spec: SizeSpec, image_size, device) -> dict:
             finally:
                 free_memory(device)
     model.use_adapter("action_expert")
+    del policy
+    free_memory(device)
+    out["fast"] = bench_rollout_fast(model, spec, image_size, device)
     big = str(max(spec.gen_batches))
+    fast_big, up_big = out["fast"]["act_decisions_per_s"].get(big), out["generate_upstream_decisions_per_s"].get(big)
+    if isinstance(fast_big, float) and isinstance(up_big, float):
+        out[f"fast_speedup_vs_upstream_generate_b{big}"] = round(fast_big / up_big, 2)
     act_big, gen_big = out["act_decisions_per_s"].get(big), out["generate2_decisions_per_s"].get(big)
     if big == "1":
         act_big = out["act_decisions_per_s"]["1"]
@@ -997,6 +1005,50 @@ def bench_rollout(model, spec: SizeSpec, image_size, device) -> dict:
         if isinstance(up, float):
             out[f"speedup_vs_upstream_generate_b{big}"] = round(act_big / up, 2)
         out["speedup_target"] = 10.0
+    return out
+
+
+AGENT_CONFIG = REPO_ROOT / "adzoo" / "minddrive" / "configs" / "minddrive_qwen2_05B_infer.py"
+
+
+def bench_rollout_fast(model, spec: SizeSpec, image_size, device) -> dict:
+    """The whole ``act`` (decision + value + action) at batch 1 and ``spec.act_batches`` through the leaderboard
+    agent's runtime (``agent.policy`` of the 0.5B infer config: bf16, compiled regions, CUDA graphs, merged
+    adapters; on the CPU only the merged adapters), on a copy of ``model``. The first call per batch size
+    (compile, captures) is timed apart."""
+    from minddrive.config import load_config
+    from minddrive.models import MindDrivePolicy
+
+    runtime = dict(load_config(AGENT_CONFIG).agent.policy)
+    if device.type != "cuda":
+        runtime = dict(merge_adapters=True)
+    policy = MindDrivePolicy(copy.deepcopy(model), device, **runtime).eval()
+    out: dict[str, Any] = dict(runtime=runtime, act_decisions_per_s={}, first_call_s={})
+    try:
+        for b in (1, *spec.act_batches):
+            try:
+                batch = runtime_batch(b, image_size, device, seed=b)
+                started = time.perf_counter()
+                policy.act(batch, sample=True)
+                synchronize(device)
+                out["first_call_s"][str(b)] = round(time.perf_counter() - started, 2)
+                reset_peak_memory(device)
+                t = statistics.median(time_calls(lambda: policy.act(batch, sample=True), device, warmup=1,
+                                                 runs=spec.latency_runs if b == 1 else 5))
+                out["act_decisions_per_s"][str(b)] = round(b / t, 1)
+                out[f"act_b{b}_peak_mem_gib"] = peak_memory_gib(device)
+            except Exception as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                out["act_decisions_per_s"][str(b)] = "oom"
+            finally:
+                batch = None
+                free_memory(device)
+        out["act_b1_ms"] = round(1e3 / out["act_decisions_per_s"]["1"], 2)
+    finally:
+        policy.model.decompile_regions()
+        del policy
+        free_memory(device)
     return out
 
 
@@ -1341,8 +1393,10 @@ def summary_rows(results: dict) -> list[tuple[str, str, str]]:
         if "error" in ro or "skipped" in ro or not ro:
             rows.append((size, "act", str(ro.get("error", ro.get("skipped", "not run")))))
         else:
-            speed = {k: v for k, v in ro.items() if k.startswith("speedup_vs")}
+            speed = {k: v for k, v in ro.items() if "speedup_vs" in k}
             rows.append((size, "act", f"b1 {ro['act_b1_ms']} ms (target < 30); dec/s {ro['act_decisions_per_s']}"))
+            fast = ro.get("fast", {})
+            rows.append((size, "act agent rt", f"b1 {fast.get('act_b1_ms')} ms; dec/s {fast.get('act_decisions_per_s')}"))
             rows.append((size, "generate", f"2 tok {ro['generate2_decisions_per_s']}; "
                          f"{UPSTREAM_ANSWER_TOKENS} tok {ro['generate_upstream_decisions_per_s']}; {speed}"))
         co = r.get("collector", {})
