@@ -161,7 +161,7 @@ def _il_attempt(model, spec, image_size, info, strategy: dict, batch_size: int, 
             gb.synchronize(device)
             backward_done = time.perf_counter()
             if not syncing:  # diagnostic pass: no update, the weights stay those of the last timed step
-                engine.optimizer.zero_grad(set_to_none=True)
+                engine.zero_grad()
                 no_sync_s.append(backward_done - started)
                 continue
             engine.step()

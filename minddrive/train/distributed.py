@@ -128,9 +128,13 @@ class Engine:
         else:
             norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
         self.optimizer.step()
+        self.zero_grad()
+        return norm.detach()
+
+    def zero_grad(self) -> None:
+        """Drop the accumulated gradients (after a step, or to discard passes that should not update)."""
         self.optimizer.zero_grad(set_to_none=True)
         self._grads_copied = False
-        return norm.detach()
 
 
 class DeepSpeedEngine(Engine):

@@ -381,6 +381,7 @@ def test_compiled_regions_give_the_eager_losses_and_gradients(tiny_model, batch_
 def test_frozen_llm_linears_in_bf16_give_the_same_autocast_pass_and_lora_gradients(tiny_model, tiny_batch):
     """``store_frozen_llm_linears``: under bf16 autocast every Linear casts its weight to bf16 anyway, so storing
     the frozen ones in bf16 must change no output and no LoRA gradient; embeddings, norms and LoRA stay float32."""
+    from minddrive.models.checkpoint import base_checksum
     from minddrive.models.llm import frozen_decoder_linears
 
     model = tiny_model
@@ -399,6 +400,7 @@ def test_frozen_llm_linears_in_bf16_give_the_same_autocast_pass_and_lora_gradien
         return hidden.detach(), [p.grad.clone() for p in lora]
 
     reference, reference_grads = autocast_pass()
+    checksum = base_checksum(model)
     linears = frozen_decoder_linears(model.llm.peft)
     expected = sum(p.numel() * 2 for m in linears for p in (m.weight, m.bias) if p is not None)
     assert model.store_frozen_llm_linears(torch.bfloat16) == expected > 0
@@ -410,3 +412,5 @@ def test_frozen_llm_linears_in_bf16_give_the_same_autocast_pass_and_lora_gradien
     assert torch.equal(hidden, reference) and reference.abs().max() > 0
     assert all(torch.equal(g, r) for g, r in zip(grads, reference_grads)) and reference_grads[-1].abs().sum() > 0
     assert model.store_frozen_llm_linears(torch.bfloat16) == 0  # already stored
+    # a checkpoint saved from it still loads into a float32-built model (base_checksum's tolerance: 1e-4)
+    assert abs(base_checksum(model) - checksum) < 1e-5 * checksum
