@@ -943,6 +943,32 @@ def generation_rates(net, batch: dict, scene, device, suffix: str = "") -> dict:
     return rates
 
 
+def act_throughput(policy, batch_size: int, image_size, device, runs: int, out: dict,
+                   time_first_call: bool = False) -> None:
+    """Sampled ``policy.act`` decisions/s at ``batch_size`` into ``out["act_decisions_per_s"]`` ("oom" where it
+    does not fit) and its peak memory; with ``time_first_call`` the first call (compiles, graph captures) is
+    timed apart into ``out["first_call_s"]``."""
+    key = str(batch_size)
+    try:
+        batch = runtime_batch(batch_size, image_size, device, seed=batch_size)
+        if time_first_call:
+            started = time.perf_counter()
+            policy.act(batch, sample=True)
+            synchronize(device)
+            out["first_call_s"][key] = round(time.perf_counter() - started, 2)
+        reset_peak_memory(device)
+        t = statistics.median(time_calls(lambda: policy.act(batch, sample=True), device, warmup=1, runs=runs))
+        out["act_decisions_per_s"][key] = round(batch_size / t, 1)
+        out[f"act_b{batch_size}_peak_mem_gib"] = peak_memory_gib(device)
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
+        out["act_decisions_per_s"][key] = "oom"
+    finally:
+        batch = None
+        free_memory(device)
+
+
 def bench_rollout(model, spec: SizeSpec, image_size, device) -> dict:
     policy, dtype = inference_policy(model, device)
     model = policy.model
@@ -955,19 +981,7 @@ def bench_rollout(model, spec: SizeSpec, image_size, device) -> dict:
     out["act_b1_meets_target"] = out["act_b1_ms"] < 30.0
     out["act_decisions_per_s"] = {"1": round(1.0 / statistics.median(times), 1)}
     for b in spec.act_batches:
-        try:
-            batch = runtime_batch(b, image_size, device, seed=b)
-            reset_peak_memory(device)
-            t = statistics.median(time_calls(lambda: policy.act(batch, sample=True), device, warmup=1, runs=3))
-            out["act_decisions_per_s"][str(b)] = round(b / t, 1)
-            out[f"act_b{b}_peak_mem_gib"] = peak_memory_gib(device)
-        except Exception as exc:
-            if not is_out_of_memory(exc):
-                raise
-            out["act_decisions_per_s"][str(b)] = "oom"
-        finally:
-            batch = None
-            free_memory(device)
+        act_throughput(policy, b, image_size, device, runs=3, out=out)
 
     # Baseline: greedy generation of the decision with the decision adapter (scene encoding included, as in act).
     for new_tokens, key in ((2, "generate2_decisions_per_s"), (UPSTREAM_ANSWER_TOKENS, "generate_upstream_decisions_per_s")):
@@ -1026,25 +1040,10 @@ def bench_rollout_fast(model, spec: SizeSpec, image_size, device) -> dict:
     out: dict[str, Any] = dict(runtime=runtime, act_decisions_per_s={}, first_call_s={})
     try:
         for b in (1, *spec.act_batches):
-            try:
-                batch = runtime_batch(b, image_size, device, seed=b)
-                started = time.perf_counter()
-                policy.act(batch, sample=True)
-                synchronize(device)
-                out["first_call_s"][str(b)] = round(time.perf_counter() - started, 2)
-                reset_peak_memory(device)
-                t = statistics.median(time_calls(lambda: policy.act(batch, sample=True), device, warmup=1,
-                                                 runs=spec.latency_runs if b == 1 else 5))
-                out["act_decisions_per_s"][str(b)] = round(b / t, 1)
-                out[f"act_b{b}_peak_mem_gib"] = peak_memory_gib(device)
-            except Exception as exc:
-                if not is_out_of_memory(exc):
-                    raise
-                out["act_decisions_per_s"][str(b)] = "oom"
-            finally:
-                batch = None
-                free_memory(device)
-        out["act_b1_ms"] = round(1e3 / out["act_decisions_per_s"]["1"], 2)
+            act_throughput(policy, b, image_size, device, runs=spec.latency_runs if b == 1 else 5, out=out,
+                           time_first_call=True)
+        if isinstance(out["act_decisions_per_s"]["1"], float):
+            out["act_b1_ms"] = round(1e3 / out["act_decisions_per_s"]["1"], 2)
     finally:
         policy.model.decompile_regions()
         del policy
