@@ -567,8 +567,7 @@ def bench_il_step_compiled(model, spec: SizeSpec, image_size, device, steps: int
     ladder = spec.il_ladder
     if eager and "batch" in eager:
         ladder = ((eager["batch"], eager["grad_checkpointing"]),)
-    # Inductor on the GPU; on the CPU smoke run the same Dynamo/AOTAutograd path without a C++ build.
-    backend = "inductor" if device.type == "cuda" else "aot_eager"
+    backend = compile_backend(device)
     # From an empty compile cache, as a training process starts: the inference variants earlier parts compiled
     # for the same layer code made every compiled call check their guards first (~20 ms more per IL step on an
     # H100 host, where the step's host time already bounds parts of it).
@@ -696,6 +695,11 @@ def _bench_il_step(model, spec: SizeSpec, image_size, device, steps: int, ceilin
 ROLLOUT_DTYPE = "bfloat16"
 
 
+def compile_backend(device: torch.device) -> str:
+    """Inductor on the GPU; on the CPU smoke runs the same Dynamo/AOTAutograd path without a C++ build."""
+    return "inductor" if device.type == "cuda" else "aot_eager"
+
+
 def inference_policy(model, device: torch.device):
     """A :class:`MindDrivePolicy` over a bf16 copy of ``model`` (float32 on CPU, where bf16 is slow); the
     original stays float32 for the training figures measured after."""
@@ -811,7 +815,7 @@ def bench_fast_act(model, spec: SizeSpec, image_size, device) -> dict:
                      "action_pass_ms": lambda: net.plan(batch, decision, batch["command"].long(), scene)}
             return {k: round(time_device(fn, device, warmup=1, runs=max(3, runs // 2)), 2) for k, fn in parts.items()}
 
-    backend = "inductor" if device.type == "cuda" else "aot_eager"
+    backend = compile_backend(device)
     try:
         net.backbone.patch_matmul = False  # the session-4 path first (cuDNN's patch convolution)
         policy.fuse_decision_value, net.decoder_graphs = False, None
@@ -892,7 +896,7 @@ def bench_fast_act(model, spec: SizeSpec, image_size, device) -> dict:
                         (True, True, True, "decision_only_merged_compiled_graphs_per_s"))
             for graphs, compiled, merged, key in variants:
                 if compiled:
-                    net.compile_regions(backend="inductor" if device.type == "cuda" else "aot_eager")
+                    net.compile_regions(backend=compile_backend(device))
                 net.merge_adapters(merged)
                 net.decoder_graphs = DecoderGraphs() if graphs else None
                 ms = time_device(lambda: net.decision_log_probs(batch, scene), device, warmup=2, runs=max(3, runs // 2))
@@ -1373,9 +1377,11 @@ def summary_rows(results: dict) -> list[tuple[str, str, str]]:
                            ("il_step_compiled_all_graphs", "IL step all graphs")):
             ilc = r.get(key, {})
             if "samples_per_s" in ilc:
-                rows.append((size, label, f"{ilc['samples_per_s']} samples/s ({ilc.get('speedup_vs_eager')}x "
-                             f"eager), MFU {ilc.get('mfu_vs_ceiling')} ({ilc.get('mfu_vs_sustained', '?')} vs the "
-                             f"sustained rate), compile+first step {ilc['first_step_s']} s"))
+                vs_eager = f" ({ilc['speedup_vs_eager']}x eager)" if "speedup_vs_eager" in ilc else ""
+                flops = "" if "speedup_vs_eager" in ilc else " of the analytic FLOPs (eager step not run)"
+                rows.append((size, label, f"{ilc['samples_per_s']} samples/s{vs_eager}, MFU {ilc.get('mfu_vs_ceiling')}"
+                             f"{flops} ({ilc.get('mfu_vs_sustained', '?')} vs the sustained rate), b{ilc['batch']}, "
+                             f"{ilc['peak_mem_gib']} GiB, compile+first step {ilc['first_step_s']} s"))
             elif ilc:
                 rows.append((size, label, str(ilc.get("error", ilc.get("skipped")))))
         il = r.get("il_step", {})

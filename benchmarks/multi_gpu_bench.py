@@ -106,7 +106,7 @@ def il_attempt(model, spec, image_size, info, strategy: dict, batch_size: int, c
     with gb.frozen_llm_stored_as(model, spec.frozen_llm_dtype if graphs else "fp32", info.device):
         if graphs:
             torch.compiler.reset()
-            model.compile_regions(backend="inductor" if info.device.type == "cuda" else "aot_eager",
+            model.compile_regions(backend=gb.compile_backend(info.device),
                                   mode="reduce-overhead" if info.device.type == "cuda" else None)
         try:
             return _il_attempt(model, spec, image_size, info, strategy, batch_size, checkpointing, micro_batches,

@@ -159,7 +159,7 @@ def profile_scene(model, image_size, device: torch.device, results: dict, out_di
     net = policy.model
     results["matmuls_b1"] = vit_matmuls(net.backbone, 6, device)
     batch = gb.runtime_batch(1, image_size, device, seed=1)
-    backend = "inductor" if device.type == "cuda" else "aot_eager"
+    backend = gb.compile_backend(device)
     act = lambda: policy._act(batch, False, 1.0, None, None)  # noqa: E731
     with torch.inference_mode(), policy._autocast():
         results["modules_b1_eager"] = module_times(net, lambda: net.encode_scene(batch), device)
@@ -201,7 +201,7 @@ def profile_vit_il(model, spec, image_size, device: torch.device, args, results:
     compiled; the LLM layers in ``args.il_llm_mode``): times, forward per module, host syncs, kernel tables."""
     backbone = model.backbone
     forward_backward = vit_forward_backward(backbone, args.train_batch * 6, image_size, device)
-    backend = "inductor" if device.type == "cuda" else "aot_eager"
+    backend = gb.compile_backend(device)
     backbone.compile_blocks(backend=backend)
     try:
         results["vit_fwd_bwd_ms"] = round(gb.time_device(forward_backward, device, warmup=2, runs=3), 1)
@@ -400,7 +400,7 @@ def kernel_sources(fn, device: torch.device, rows: int = 25) -> list[dict]:
 def vit_train_sources(backbone, images: int, image_size, device: torch.device) -> dict:
     """:func:`kernel_sources` of a compiled (not graphed) ViT forward + backward at ``images`` images."""
     forward_backward = vit_forward_backward(backbone, images, image_size, device)
-    backbone.compile_blocks(backend="inductor" if device.type == "cuda" else "aot_eager")
+    backbone.compile_blocks(backend=gb.compile_backend(device))
     try:
         return {"fwd_bwd_ms": round(gb.time_device(forward_backward, device, warmup=2, runs=3), 1),
                 "sources": kernel_sources(forward_backward, device)}
