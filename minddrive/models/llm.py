@@ -164,7 +164,7 @@ def store_frozen_linears(peft_model, dtype: torch.dtype) -> int:
                 continue
             if param.requires_grad:
                 raise ValueError("store_frozen_linears: a base Linear of the LLM is trainable")
-            freed += param.numel() * (param.element_size() - torch.empty((), dtype=dtype).element_size())
+            freed += param.numel() * (param.element_size() - dtype.itemsize)
             param.data = param.data.to(dtype)
     return freed
 
