@@ -210,14 +210,22 @@ class RowAdapterSplit:
     def _hook(self, layer, args, output):
         x = args[0]
         rows = x.shape[0] // len(self.adapters)
+        # Under autocast the adapters' matmuls run in the autocast dtype whatever x's dtype, so x is not cast to
+        # the (float32) adapter weights first: the same numbers without two copies of x per adapter.
+        cast = not torch.is_autocast_enabled(x.device.type)
+        updates = []
         for i, name in enumerate(self.adapters):
+            block = x[i * rows:(i + 1) * rows]
             if name not in layer.lora_A:
+                updates.append(output.new_zeros((rows, *output.shape[1:])))
                 continue
             lora_a, lora_b = layer.lora_A[name], layer.lora_B[name]
-            block = x[i * rows:(i + 1) * rows].to(lora_a.weight.dtype)
+            block = block.to(lora_a.weight.dtype) if cast else block
             update = lora_b(lora_a(layer.lora_dropout[name](block))) * layer.scaling[name]
-            output[i * rows:(i + 1) * rows] += update.to(output.dtype)
-        return output
+            updates.append(update.to(output.dtype))
+        # Out of place, one add over all rows: an in-place add into each block of ``output`` made autograd copy
+        # the whole output gradient per block (CopySlices), ~1/2 of an eager PPO minibatch's GPU time on the H100.
+        return output + torch.cat(updates)
 
     def __enter__(self):
         for layer in self.layers:

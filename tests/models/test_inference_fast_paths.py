@@ -394,3 +394,51 @@ def test_compiled_trajectory_head_is_one_graph_with_the_eager_values_and_gradien
         assert torch.allclose(compiled[key], eager[key], atol=1e-5), key
     assert all(torch.allclose(c, e, atol=1e-5) for c, e in zip(compiled_grads, eager_grads))
     assert eager_grads[0].abs().sum() > 0
+
+
+def _graph_nodes(tensor: torch.Tensor) -> set[str]:
+    seen, names, stack = set(), set(), [tensor.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.add(type(node).__name__)
+        stack.extend(next_fn for next_fn, _ in node.next_functions)
+    return names
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_row_split_layer_equals_each_adapter_alone_and_adds_out_of_place(tiny_model, autocast):
+    """One LoRA layer inside ``RowAdapterSplit``: block i of the rows equals the layer run with adapter i alone,
+    outputs and adapter gradients, in float32 and under bf16 autocast (where x is not cast to the float32
+    adapter weights first); the updates join out of place (no ``CopySlices``: an in-place add into each block
+    made autograd copy the whole output gradient per block)."""
+    from minddrive.models.llm import RowAdapterSplit
+
+    _distinct_adapters(tiny_model)
+    layer = tiny_model._lora_layers[0]
+    adapters = ("decision_expert", "value_expert")
+    lora_params = [p for name in adapters for p in (layer.lora_A[name].weight, layer.lora_B[name].weight)]
+    for p in lora_params:
+        p.requires_grad_(True)
+    x = torch.randn(4, 5, layer.in_features, generator=torch.Generator().manual_seed(0))
+    context = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else torch.autocast("cpu", enabled=False)
+    with context:
+        with RowAdapterSplit([layer], adapters):
+            split = layer(x)
+        saved, alone = layer._active_adapter, []
+        for i, name in enumerate(adapters):
+            layer._active_adapter = [name]
+            alone.append(layer(x[2 * i:2 * i + 2]))
+        layer._active_adapter = saved
+        alone = torch.cat(alone)
+    assert split.dtype == (torch.bfloat16 if autocast else torch.float32)
+    assert torch.allclose(split.float(), alone.float(), atol=1e-6 if not autocast else 1e-2, rtol=0)
+    assert (split[:2] - split[2:]).abs().max() > 1e-3  # the two blocks did go through different adapters
+    assert "CopySlices" not in _graph_nodes(split)
+    grads_split = torch.autograd.grad(split.float().square().sum(), lora_params)
+    grads_alone = torch.autograd.grad(alone.float().square().sum(), lora_params)
+    for g_split, g_alone in zip(grads_split, grads_alone):
+        assert g_split.abs().sum() > 0
+        assert torch.allclose(g_split, g_alone, rtol=2e-2 if autocast else 1e-5, atol=1e-3 if autocast else 1e-6)
