@@ -23,6 +23,15 @@ RUNTIME_KEYS = ("img", "cam_intrinsic", "cam2ego", "lidar2img", "ego_state", "co
                 "prev_memory", "prev_memory_mask")
 
 
+def _begin_model_invocation(device: torch.device) -> None:
+    """Tell CUDA-graph trees (regions compiled with ``reduce-overhead``, e.g. ``ppo.compile``) that one model
+    pass begins. Without it every call of a compiled region counts as a new invocation, and in a pass without
+    gradients (PPO's scoring, the scene encoder) that frees each graphed layer's output before the next layer
+    reads it ("accessing tensor output of CUDAGraphs that has been overwritten", seen on the H100)."""
+    if device.type == "cuda":
+        torch.compiler.cudagraph_mark_step_begin()
+
+
 @contextlib.contextmanager
 def _eval_mode(module: torch.nn.Module):
     """Dropout off (so recomputed log-probs match the rollout's), restoring the previous mode. A module
@@ -269,6 +278,7 @@ class MindDrivePolicy(torch.nn.Module):
         stored observation alone, so PPO computes them once per step (``minddrive.rl.ppo.SceneCache``)."""
         if self.model.scene_encoder_trainable():
             return None
+        _begin_model_invocation(self.device)
         with torch.no_grad(), _eval_mode(self.model), self._autocast():
             scene, _ = self.model.encode_scene(batch)
         return scene.clone()  # a replayed CUDA graph's output is overwritten by the next replay
@@ -282,6 +292,7 @@ class MindDrivePolicy(torch.nn.Module):
         ``scene``: this batch's :meth:`scene_tokens`, computed earlier (the scene encoder is then not re-run).
         """
         model = self.model
+        _begin_model_invocation(self.device)
         with _eval_mode(model), model.no_llm_gradient_checkpointing(), self._autocast():
             if scene is None:
                 scene, _ = model.encode_scene(batch)

@@ -13,6 +13,8 @@ GAE advantages and returns (minddrive.rl.decouple). One update is:
             value_loss = mean((value - return) ** 2)
             kl_loss    = mean(sum_a p_old(a) * (log p_old(a) - log p_new(a)))       # exact: 7 stored log-probs
             loss       = pg_loss + value_coef * value_loss + kl_coef * kl_loss - entropy_coef * entropy
+            # in micro_batch_size pieces where the minibatch does not fit one pass: the means are sums over its
+            # steps / batch_size, gradients add up, one optimiser step per minibatch
 
 Only the decision expert's LoRA and the value net train (``trainable`` name patterns); everything else
 is frozen. Multi-GPU: ``torchrun`` starts one process per GPU; each takes a disjoint shard of every
@@ -38,6 +40,7 @@ from tqdm import tqdm
 
 from minddrive.errors import UserError
 from minddrive.eval.driver import stack_memory
+from minddrive.models.compile import compile_model_regions, regional_compile_options
 from minddrive.rl.decouple import load_index, read_step
 from minddrive.rl.workers import load_policy, policy_module, save_policy
 
@@ -72,6 +75,13 @@ class PPOHyperParams:
     # Encode each step's cameras once per update and reuse the scene tokens in later epochs, where the scene
     # encoder is frozen (``SceneCache``). Off: every epoch re-encodes every step.
     cache_scenes: bool = True
+    # The learner's regional torch.compile, as ``train_cfg.compile`` (``minddrive.models.compile``): a backend
+    # name or dict(backend, mode, llm_mode). Eager, a 0.5B minibatch of 32 on an H100 is launch-bound; the GPU
+    # RL configs replay the LLM layers from CUDA graphs (benchmarks/RESULTS.md, run 9). None: eager.
+    compile: Any = None
+    # Steps per forward and backward inside a minibatch (gradients add up; one optimiser step per minibatch of
+    # ``batch_size``): the 3B's minibatch of 32 does not fit an 80 GB GPU in one pass. None: the whole minibatch.
+    micro_batch_size: int | None = None
     seed: int = 0
 
     @classmethod
@@ -83,6 +93,10 @@ class PPOHyperParams:
             raise UserError(f"ppo.{unknown[0]}: unknown PPO hyper-parameter; expected one of: {', '.join(sorted(known))}")
         if "trainable" in cfg:
             cfg["trainable"] = tuple(cfg["trainable"])
+        regional_compile_options(cfg.get("compile"), "ppo.compile")  # a bad setting fails before any loading
+        micro = cfg.get("micro_batch_size")
+        if micro is not None and (not isinstance(micro, int) or isinstance(micro, bool) or micro < 1):
+            raise UserError(f"ppo.micro_batch_size: expected None or a positive integer, got {micro!r}")
         return cls(**cfg)
 
 
@@ -173,22 +187,72 @@ class SceneCache:
         return scene
 
 
+def split_minibatch(mb: dict, indices: list[int], size: int) -> list[tuple[dict, list[int]]]:
+    """``collate_steps`` output of a minibatch -> micro-batches of at most ``size`` steps, each with its step
+    indices (one forward and backward each; ``ppo.micro_batch_size``)."""
+    out = []
+    for start in range(0, len(indices), size):
+        part = slice(start, start + size)
+        out.append(({key: value[part] for key, value in mb.items()}, indices[part]))
+    return out
+
+
+def own_gradients(params: list[torch.nn.Parameter]) -> None:
+    """Give each gradient its own memory before the next micro-batch adds into it. Where the LLM layers replay
+    from CUDA graphs (``ppo.compile``), autograd adopts a gradient the backward graph wrote into its memory pool
+    as ``.grad``, and the next micro-batch's replay overwrites it before adding to it (the trainer's
+    ``Engine.backward`` does the same copy). PPO trains adapters and a head: a few MB."""
+    for p in params:
+        if p.grad is not None:
+            p.grad = p.grad.clone()
+
+
+def ppo_loss_rows(new_log_probs_all: torch.Tensor, new_values: torch.Tensor, entropy: torch.Tensor,
+                  actions: torch.Tensor, old_log_probs_all: torch.Tensor, advantages: torch.Tensor,
+                  returns: torch.Tensor, hp: PPOHyperParams) -> dict[str, torch.Tensor]:
+    """The PPO loss and its diagnostics per step (B,): minibatch means are their sums over its micro-batches
+    divided by the minibatch size. ``*_all``: log-probs of all 7 actions (B, 7)."""
+    new_log_prob = new_log_probs_all.gather(1, actions[:, None]).squeeze(1)
+    old_log_prob = old_log_probs_all.gather(1, actions[:, None]).squeeze(1)
+    log_ratio = new_log_prob - old_log_prob
+    ratio = log_ratio.exp()
+
+    # --- the loss terms
+    pg_loss = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - hp.clip_coef, 1 + hp.clip_coef))
+    value_loss = (new_values - returns) ** 2
+    kl_loss = (old_log_probs_all.exp() * (old_log_probs_all - new_log_probs_all)).sum(-1)
+    loss = pg_loss + hp.value_coef * value_loss + hp.kl_coef * kl_loss - hp.entropy_coef * entropy
+
+    # --- diagnostics (CleanRL's set)
+    with torch.no_grad():
+        approx_kl = (ratio - 1) - log_ratio                    # k3 estimator, Schulman 2020
+        clip_fraction = ((ratio - 1).abs() > hp.clip_coef).float()
+    return dict(loss=loss, pg_loss=pg_loss, value_loss=value_loss, kl_loss=kl_loss, entropy=entropy,
+                approx_kl=approx_kl, clip_fraction=clip_fraction)
+
+
 def score_steps(policy: Any, dataset: Dataset, hp: PPOHyperParams, device: torch.device, temperature_kw: dict,
-                takes_memory: bool) -> tuple[torch.Tensor | None, float]:
+                takes_memory: bool, scenes: SceneCache | None = None) -> tuple[torch.Tensor | None, float]:
     """(the learner's log-probs (N, 7) of every step, or None without ``hp.recompute_old_log_probs``; the mean
     |learner - stored| log-prob of the taken actions). Each process scores an interleaved shard; the shards
-    are gathered so every process holds all N rows. Without gradients, before any update."""
+    are gathered so every process holds all N rows. Without gradients, before any update. The scene tokens
+    encoded here go into ``scenes``, so the first epoch does not encode those steps again."""
     rank, world_size = _world()
+    scenes = scenes or SceneCache(policy, enabled=False)
     shard = list(range(rank, len(dataset), world_size))
     if not hp.recompute_old_log_probs:
         shard = shard[:hp.batch_size]  # the gap from one minibatch is diagnostic enough
-    loader = DataLoader(torch.utils.data.Subset(dataset, shard), batch_size=hp.batch_size, shuffle=False,
+    size = hp.micro_batch_size or hp.batch_size  # the passes of the update's size (CUDA graphs, memory)
+    loader = DataLoader(torch.utils.data.Subset(dataset, shard), batch_size=size, shuffle=False,
                         collate_fn=collate_steps, num_workers=hp.num_workers)
     rows, gap_sum = [], torch.zeros((), device=device)
     with torch.no_grad():
-        for mb in loader:
+        for k, mb in enumerate(loader):
             actions = mb["actions"].to(device)
-            log_probs, _, _ = policy.evaluate_decisions(policy_batch(policy, mb, takes_memory), actions, **temperature_kw)
+            batch = policy_batch(policy, mb, takes_memory)
+            scene = scenes.tokens(policy, shard[k * size:(k + 1) * size], batch, device)
+            log_probs, _, _ = policy.evaluate_decisions(batch, actions, **temperature_kw,
+                                                        **({} if scene is None else dict(scene=scene)))
             stored = mb["old_log_probs"].to(device)
             gap_sum += (log_probs.float() - stored).gather(1, actions[:, None]).abs().sum()
             rows.append(log_probs.float())
@@ -225,8 +289,8 @@ def ppo_update(policy: torch.nn.Module, optimizer: torch.optim.Optimizer, datase
     if temperature != 1.0 and not takes_temperature:
         raise UserError(f"ppo.temperature {temperature}: {type(policy).__name__}.evaluate_decisions takes no temperature")
     temperature_kw = dict(temperature=temperature) if takes_temperature else {}
-    learner_log_probs, behaviour_gap = score_steps(policy, dataset, hp, device, temperature_kw, takes_memory)
     scenes = SceneCache(policy, hp.cache_scenes)
+    learner_log_probs, behaviour_gap = score_steps(policy, dataset, hp, device, temperature_kw, takes_memory, scenes)
     epoch_metrics: dict[str, float] = {}
     for epoch in range(hp.epochs):
         # The same permutation on every rank; each rank takes an equal interleaved shard (equal shards =
@@ -240,39 +304,33 @@ def ppo_update(policy: torch.nn.Module, optimizer: torch.optim.Optimizer, datase
         value_pairs: list[tuple[torch.Tensor, torch.Tensor]] = []  # (V(s), return) of the epoch, for its EV
         for k, mb in enumerate(tqdm(loader, desc=f"ppo epoch {epoch + 1}/{hp.epochs}",
                                     disable=not show_progress or rank != 0, leave=False)):
-            batch = policy_batch(policy, mb, takes_memory)
-            actions = mb["actions"].to(device)
             indices = order[k * hp.batch_size:(k + 1) * hp.batch_size]  # this minibatch's steps
             if hp.recompute_old_log_probs:  # the learner's own scores of these steps, before this update
-                old_log_probs_all = learner_log_probs[indices].to(device)
-            else:
-                old_log_probs_all = mb["old_log_probs"].to(device)
-            advantages, returns = mb["advantages"].to(device), mb["returns"].to(device)
+                mb["old_log_probs"] = learner_log_probs[indices]
+            # --- advantages normalised per minibatch (before it splits into micro-batches)
+            if hp.normalize_advantages and len(indices) > 1:
+                mb["advantages"] = (mb["advantages"] - mb["advantages"].mean()) / (mb["advantages"].std() + 1e-8)
 
-            # --- current policy on the stored decisions (the exact rollout-time inputs, memory included)
-            scene = scenes.tokens(policy, indices, batch, device)  # frozen encoder: encoded once per update
-            scene_kw = {} if scene is None else dict(scene=scene)
-            new_log_probs_all, new_values, entropy = policy.evaluate_decisions(batch, actions, **temperature_kw,
-                                                                               **scene_kw)
-            new_log_prob = new_log_probs_all.gather(1, actions[:, None]).squeeze(1)
-            old_log_prob = old_log_probs_all.gather(1, actions[:, None]).squeeze(1)
-            log_ratio = new_log_prob - old_log_prob
-            ratio = log_ratio.exp()
-
-            # --- advantages normalised per minibatch
-            if hp.normalize_advantages and len(advantages) > 1:
-                advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-
-            # --- the loss terms
-            pg_loss = torch.max(-advantages * ratio,
-                                -advantages * ratio.clamp(1 - hp.clip_coef, 1 + hp.clip_coef)).mean()
-            value_loss = ((new_values - returns) ** 2).mean()
-            kl_loss = (old_log_probs_all.exp() * (old_log_probs_all - new_log_probs_all)).sum(-1).mean()
-            entropy_mean = entropy.mean()
-            loss = pg_loss + hp.value_coef * value_loss + hp.kl_coef * kl_loss - hp.entropy_coef * entropy_mean
-
+            # --- the loss over the minibatch, one micro-batch at a time; gradients add up
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            row_sums: dict[str, torch.Tensor] = {}
+            micro_batches = split_minibatch(mb, indices, hp.micro_batch_size or len(indices))
+            for m, (micro, micro_indices) in enumerate(micro_batches):
+                batch = policy_batch(policy, micro, takes_memory)
+                actions = micro["actions"].to(device)
+                # current policy on the stored decisions (the exact rollout-time inputs, memory included)
+                scene = scenes.tokens(policy, micro_indices, batch, device)  # frozen encoder: once per update
+                new_log_probs_all, new_values, entropy = policy.evaluate_decisions(
+                    batch, actions, **temperature_kw, **({} if scene is None else dict(scene=scene)))
+                rows = ppo_loss_rows(new_log_probs_all, new_values, entropy, actions,
+                                     micro["old_log_probs"].to(device), micro["advantages"].to(device),
+                                     micro["returns"].to(device), hp)
+                (rows["loss"].sum() / len(indices)).backward()  # the minibatch mean, micro-batch by micro-batch
+                if m == 0 and len(micro_batches) > 1:
+                    own_gradients(params)
+                for key, value in rows.items():
+                    row_sums[key] = row_sums.get(key, 0.0) + value.detach().sum()
+                value_pairs.append((new_values.detach().float().cpu(), micro["returns"].float()))
             if world_size > 1:  # average gradients across processes (DDP's all-reduce, explicit)
                 for p in params:
                     if p.grad is None:
@@ -282,14 +340,8 @@ def ppo_update(policy: torch.nn.Module, optimizer: torch.optim.Optimizer, datase
             grad_norm = torch.nn.utils.clip_grad_norm_(params, hp.max_grad_norm)
             optimizer.step()
 
-            # --- diagnostics (CleanRL's set)
-            with torch.no_grad():
-                approx_kl = ((ratio - 1) - log_ratio).mean()          # k3 estimator, Schulman 2020
-                clip_fraction = ((ratio - 1).abs() > hp.clip_coef).float().mean()
-            metrics = dict(loss=loss.item(), pg_loss=pg_loss.item(), value_loss=value_loss.item(),
-                           kl_loss=kl_loss.item(), entropy=entropy_mean.item(), approx_kl=approx_kl.item(),
-                           clip_fraction=clip_fraction.item(), grad_norm=float(grad_norm))
-            value_pairs.append((new_values.detach().float().cpu(), returns.float().cpu()))
+            metrics = {key: float(value) / len(indices) for key, value in row_sums.items()}
+            metrics["grad_norm"] = float(grad_norm)
             for key, value in metrics.items():
                 sums[key] = sums.get(key, 0.0) + value
             batches += 1
@@ -334,6 +386,7 @@ def train_ppo(cfg: Any, ckpt: str | os.PathLike, index_path: str | os.PathLike, 
     if len(dataset) == 0:
         raise UserError(f"{index_path}: the index has no steps")
     policy = load_policy(cfg, ckpt, device=str(device))
+    compile_model_regions(policy_module(policy), hp.compile, "ppo.compile")
     params = select_trainable(policy_module(policy), hp.trainable)
     optimizer = torch.optim.AdamW(params, lr=hp.learning_rate, weight_decay=hp.weight_decay)
     writer = SummaryWriter(str(work_dir / "tensorboard")) if rank == 0 else None

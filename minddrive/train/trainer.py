@@ -9,7 +9,7 @@ wrapping (``distributed``), logs (``logging``). Config keys read here (see
     param_scheduler dict(type="WarmupCosine", warmup_iters, warmup_ratio, min_lr_ratio)
     train_cfg     dict(max_epochs | max_iters, batch_size, num_workers, accumulate, grad_clip, precision,
                        compile=None | "inductor" | dict(backend, mode, llm_mode): regional torch.compile,
-                       ``model.compile_regions``; ``regional_compile_options``)
+                       ``model.compile_regions``; ``minddrive.models.compile``)
     strategy      dict(type="ddp" | "fsdp" | "deepspeed", ...)
     checkpoint_config dict(by_epoch, interval, max_keep);  log_config dict(interval, tensorboard, progress_bar)
 
@@ -38,6 +38,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
 
 from minddrive.errors import UserError
+from minddrive.models.compile import compile_model_regions
 from minddrive.registry import DATASETS, MODELS, OPTIMIZERS, build
 from minddrive.train.distributed import (DistInfo, barrier, init_distributed, mean_across_ranks, shutdown_distributed,
                                          wrap_model)
@@ -77,13 +78,7 @@ def train(cfg, work_dir: str | Path | None = None, resume: bool = False, launche
     model.to(info.device)
     model.train()
     frozen_note = store_frozen_llm(model, tcfg, info.device, cfg.get("strategy"))
-    compile_options = regional_compile_options(tcfg.get("compile"))
-    if compile_options:
-        if not hasattr(model, "compile_regions"):
-            raise UserError(f"train_cfg.compile: {type(model).__name__} has no compile_regions(); "
-                            f"expected compile=None for this model")
-        model.compile_regions(**compile_options)
-    cuda_graphed = "reduce-overhead" in (compile_options.get("mode"), compile_options.get("llm_mode"))
+    cuda_graphed = compile_model_regions(model, tcfg.get("compile"), "train_cfg.compile")
 
     dataset = build(dataset_cfg(cfg, "train"), DATASETS, where="data.train")
     sampler = ResumableBatchSampler(len(dataset), batch_size, seed, info.rank, info.world_size)
@@ -259,25 +254,6 @@ def batch_len(batch: Any) -> int:
 # ----------------------------------------------------------------------------------------------
 # Losses, precision, logging window
 # ----------------------------------------------------------------------------------------------
-def regional_compile_options(spec: Any) -> dict[str, Any]:
-    """``train_cfg.compile`` -> ``MindDrive.compile_regions`` keyword arguments ({} = eager).
-
-    A backend name (``"inductor"``), or ``dict(backend=..., mode=..., llm_mode=...)``: ``mode="reduce-overhead"``
-    replays every compiled region from CUDA graphs, ``llm_mode`` sets the LLM layers' mode alone. On one H100
-    a 0.5B stage-3 step went from 8.3-12.0 samples/s compiled to 12.5-14.0 with every region graphed: the
-    host launching the LoRA layers' small kernels bounded the step (benchmarks/RESULTS.md, run 6)."""
-    if not spec:
-        return {}
-    if isinstance(spec, str):
-        return dict(backend=spec)
-    if not isinstance(spec, dict):
-        raise UserError(f"train_cfg.compile: expected None, a backend name or a dict, got {spec!r}")
-    unknown = sorted(set(spec) - {"backend", "mode", "llm_mode"})
-    if unknown:
-        raise UserError(f"train_cfg.compile: unknown keys {unknown}; expected backend, mode, llm_mode")
-    return dict(backend=str(spec.get("backend", "inductor")), mode=spec.get("mode"), llm_mode=spec.get("llm_mode"))
-
-
 def total_loss(losses: dict[str, torch.Tensor]) -> torch.Tensor:
     """``losses["loss"]`` if the model gives a total, else the sum of every ``loss*`` term (mmdet rule)."""
     if "loss" in losses:

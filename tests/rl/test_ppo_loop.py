@@ -206,9 +206,11 @@ def test_scene_cache_encodes_each_step_once_and_steps_aside_for_a_trainable_enco
     assert not SceneCache(object()).enabled and not SceneCache(policy, enabled=False).enabled
 
 
-def test_ppo_on_the_tiny_vla_encodes_each_step_once_and_updates_as_without_the_cache():
+@pytest.mark.parametrize("recompute", [False, True])
+def test_ppo_on_the_tiny_vla_encodes_each_step_once_and_updates_as_without_the_cache(recompute):
     """Three epochs over six steps: the scene encoder (frozen in PPO) runs once per step with the cache instead
-    of once per step and epoch, and losses and weights come out the same."""
+    of once per step and epoch (scoring the steps first fills the cache), and losses and weights come out the
+    same."""
     import sys
 
     from minddrive.config import load_config
@@ -226,11 +228,82 @@ def test_ppo_on_the_tiny_vla_encodes_each_step_once_and_updates_as_without_the_c
         encodes = []
         encode_scene = policy.model.encode_scene
         policy.model.encode_scene = lambda batch: (encodes.append(len(batch["img"])), encode_scene(batch))[1]
-        hp = PPOHyperParams(epochs=3, batch_size=2, learning_rate=1e-3, cache_scenes=cache)
+        hp = PPOHyperParams(epochs=3, batch_size=2, learning_rate=1e-3, cache_scenes=cache,
+                            recompute_old_log_probs=recompute)
         optimizer = torch.optim.AdamW(select_trainable(policy.model, hp.trainable), lr=hp.learning_rate)
         metrics = ppo_update(policy, optimizer, steps, hp, torch.device("cpu"), show_progress=False)
         runs[cache] = metrics, encodes, [p.detach().clone() for p in policy.model.parameters() if p.requires_grad]
     (cached, cached_encodes, cached_weights), (plain, plain_encodes, plain_weights) = runs[True], runs[False]
-    assert sum(plain_encodes) == 2 + 3 * 6 and sum(cached_encodes) == 2 + 6  # score_steps' minibatch + epochs
+    scored = 6 if recompute else 2  # score_steps: every step, or one minibatch for the behaviour gap
+    assert sum(plain_encodes) == scored + 3 * 6
+    if recompute:  # all scored steps cached: the epochs encode nothing
+        assert sum(cached_encodes) == 6
+    else:  # a first-epoch minibatch with a step not yet cached encodes both of its steps
+        assert 6 <= sum(cached_encodes) <= 8
     assert cached == pytest.approx(plain, rel=1e-6, abs=1e-7) and cached["approx_kl"] > 0
     assert all(torch.equal(a, b) for a, b in zip(cached_weights, plain_weights))
+
+
+def test_ppo_compile_setting_is_checked_before_loading_and_needs_compile_regions():
+    from minddrive.errors import UserError
+    from minddrive.models.compile import compile_model_regions
+
+    with pytest.raises(UserError, match="ppo.compile: expected None, a backend name or a dict, got 3"):
+        PPOHyperParams.from_config(dict(compile=3))
+    with pytest.raises(UserError, match=r"ppo.compile: unknown keys \['llm'\]"):
+        PPOHyperParams.from_config(dict(compile=dict(llm="reduce-overhead")))
+    assert PPOHyperParams.from_config(dict(compile=dict(llm_mode="reduce-overhead"))).compile == dict(
+        llm_mode="reduce-overhead")
+    with pytest.raises(UserError, match=r"ppo.compile: CorridorPolicy has no compile_regions\(\)"):
+        compile_model_regions(CorridorPolicy(hidden=16), "aot_eager", "ppo.compile")
+
+
+def test_ppo_with_compiled_regions_updates_as_eager_on_the_tiny_vla():
+    """``ppo.compile`` (here the ``aot_eager`` backend: the compiled graphs without Inductor's code generation)
+    gives the eager update's losses and weights."""
+    import sys
+
+    from minddrive.config import load_config
+    from minddrive.models.compile import compile_model_regions
+    from minddrive.rl.workers import load_policy
+
+    sys.path.insert(0, str(HERE.parents[1] / "benchmarks"))
+    from gpu_bench import SyntheticSteps
+
+    cfg = load_config("adzoo/minddrive/configs/minddrive_tiny_rl_ppo_train.py")
+    steps = SyntheticSteps(4, tuple(cfg.env.image_size), seed=5)
+    runs = []
+    for spec in (None, "aot_eager"):
+        torch.manual_seed(0)
+        policy = load_policy(cfg, None)
+        assert compile_model_regions(policy.model, spec, "ppo.compile") is False  # no CUDA graphs either way
+        hp = PPOHyperParams(epochs=2, batch_size=2, learning_rate=1e-3, recompute_old_log_probs=True)
+        optimizer = torch.optim.AdamW(select_trainable(policy.model, hp.trainable), lr=hp.learning_rate)
+        metrics = ppo_update(policy, optimizer, steps, hp, torch.device("cpu"), show_progress=False)
+        runs.append((metrics, [p.detach().clone() for p in policy.model.parameters() if p.requires_grad]))
+        policy.model.decompile_regions()
+    (eager, eager_weights), (compiled, compiled_weights) = runs
+    assert compiled == pytest.approx(eager, rel=1e-4, abs=1e-6) and eager["approx_kl"] > 0
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(compiled_weights, eager_weights))
+
+
+def test_micro_batches_give_the_whole_minibatch_update(tmp_path):
+    """Minibatches of 8 steps split into micro-batches of 3 (3 + 3 + 2): the gradients add up to the whole
+    minibatch's, so the weights and logged means come out as without micro-batches (not bit-equal: the sums
+    run in another order); the advantages are normalised over the whole minibatch, not per micro-batch."""
+    torch.manual_seed(0)
+    index = bandit_index(tmp_path, CorridorPolicy(hidden=16), n=24)
+    runs = []
+    for micro in (None, 3):
+        torch.manual_seed(1)
+        policy = CorridorPolicy(hidden=16)
+        hp = PPOHyperParams(epochs=2, batch_size=8, learning_rate=0.01, micro_batch_size=micro, entropy_coef=0.01)
+        optimizer = torch.optim.AdamW(select_trainable(policy, hp.trainable), lr=hp.learning_rate)
+        metrics = ppo_update(policy, optimizer, StepDataset(index), hp, torch.device("cpu"), show_progress=False)
+        runs.append((metrics, {k: v.detach().clone() for k, v in policy.named_parameters()}))
+    (whole, whole_weights), (micro, micro_weights) = runs
+    assert whole["approx_kl"] > 1e-6 and whole["clip_fraction"] >= 0
+    assert micro == pytest.approx(whole, rel=1e-4, abs=1e-6)
+    assert all(torch.allclose(micro_weights[k], whole_weights[k], atol=1e-5) for k in whole_weights)
+    with pytest.raises(Exception, match=r"ppo.micro_batch_size: expected None or a positive integer, got 0"):
+        PPOHyperParams.from_config(dict(micro_batch_size=0))

@@ -69,7 +69,7 @@ def test_compile_for_a_model_without_compile_regions_is_a_user_error(tmp_path):
 
 
 def test_compile_setting_is_a_backend_or_a_dict_of_compile_regions_arguments(tmp_path):
-    from minddrive.train.trainer import regional_compile_options
+    from minddrive.models.compile import regional_compile_options
 
     assert regional_compile_options(None) == {} and regional_compile_options("inductor") == dict(backend="inductor")
     assert regional_compile_options(dict(llm_mode="reduce-overhead")) == dict(
