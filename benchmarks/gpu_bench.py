@@ -87,6 +87,7 @@ class SizeSpec:
     collector_ticks: int = 50
     ppo_batch: int = 32
     ppo_minibatches: int = 3
+    ppo_config: str = "minddrive_rl_ppo_train.py"  # its ppo.compile and ppo.micro_batch_size
     latency_runs: int = 20
     ceiling_n: int = 8192
     # The IL parts store the frozen LLM decoder weights as the stage configs' train_cfg.frozen_llm_dtype says.
@@ -107,7 +108,7 @@ SIZES = {
     # The upstream 3B batch is 4 per GPU; 2 where 4 does not fit without checkpointing.
     "3b": SizeSpec("3b", "minddrive_qwen25_3b.py", QWEN25_3B, text_len=320, act_batches=(8, 32),
                    gen_batches=(1, 32), il_ladder=((4, False), (2, False), (4, True), (2, True), (1, True)),
-                   parts=("il_step", "fast_act")),
+                   parts=("il_step", "fast_act"), ppo_config="minddrive_rl_ppo_train_3B.py"),
 }
 # Upstream answers the decision in plain words, "The car should be maintain moderate speed lanefollow." after
 # the question: about 12 Qwen2 tokens generated one by one (our prompt already ends with the prefix and the
@@ -1158,12 +1159,14 @@ def bench_collector(model, spec: SizeSpec, image_size, device) -> dict:
 
 
 def ppo_samples_per_s(adapter, dataset, batch_size: int, device: torch.device, seed: int = 0, epochs: int = 1,
-                      cache_scenes: bool = True) -> tuple[float, dict]:
+                      cache_scenes: bool = True, micro_batch_size: int | None = None) -> tuple[float, dict]:
     """``epochs`` PPO epochs over ``dataset`` (after a one-minibatch warm-up); samples/s (steps x epochs per
-    second) and the last metrics."""
+    second) and the last metrics. As the GPU RL configs run it: the learner re-scores every step before the
+    first epoch (``recompute_old_log_probs``), a gradient-free pass included in the time."""
     from minddrive.rl.ppo import PPOHyperParams, ppo_update, select_trainable
 
-    hp = PPOHyperParams(epochs=epochs, batch_size=batch_size, seed=seed, cache_scenes=cache_scenes)
+    hp = PPOHyperParams(epochs=epochs, batch_size=batch_size, seed=seed, cache_scenes=cache_scenes,
+                        recompute_old_log_probs=True, micro_batch_size=micro_batch_size)
     params = select_trainable(adapter, hp.trainable)
     optimizer = torch.optim.AdamW(params, lr=hp.learning_rate, weight_decay=hp.weight_decay)
     warm = torch.utils.data.Subset(dataset, range(min(batch_size, len(dataset))))
@@ -1177,30 +1180,55 @@ def ppo_samples_per_s(adapter, dataset, batch_size: int, device: torch.device, s
 
 
 def bench_ppo(model, spec: SizeSpec, image_size, device) -> dict:
+    """The PPO update at ``spec.ppo_batch`` per minibatch, as the size's GPU RL config runs it (its
+    ``ppo.micro_batch_size``; ``ppo.compile`` for the compiled figure)."""
+    from minddrive.config import load_config
     from minddrive.models import MindDrivePolicy
+    from minddrive.models.compile import compile_model_regions
 
+    ppo_cfg = load_config(str(REPO_ROOT / "adzoo" / "minddrive" / "configs" / spec.ppo_config)).ppo
+    micro = ppo_cfg.get("micro_batch_size")
     policy = MindDrivePolicy(model, device)
     count = spec.ppo_batch * spec.ppo_minibatches
-    out: dict[str, Any] = dict(batch=spec.ppo_batch, minibatches=spec.ppo_minibatches)
+    out: dict[str, Any] = dict(batch=spec.ppo_batch, minibatches=spec.ppo_minibatches, micro_batch=micro)
+
+    def rate(staged, **kw):
+        adapter = PPOPolicyAdapter(policy, staged)
+        steps = SyntheticSteps(count, image_size, with_images=staged is None)
+        return ppo_samples_per_s(adapter, steps, spec.ppo_batch, device, micro_batch_size=micro, **kw)
+
     staged = runtime_batch(spec.ppo_batch, image_size, device, seed=7)
     staged["command"].zero_()
     reset_peak_memory(device)
-    rate, metrics = ppo_samples_per_s(PPOPolicyAdapter(policy, staged), SyntheticSteps(count, image_size,
-                                                                                        with_images=False),
-                                      spec.ppo_batch, device)
-    out.update(compute_samples_per_s=round(rate, 2), peak_mem_gib=peak_memory_gib(device),
+    samples_per_s, metrics = rate(staged)
+    out.update(compute_samples_per_s=round(samples_per_s, 2), peak_mem_gib=peak_memory_gib(device),
                loss=round(metrics["loss"], 4), approx_kl=round(metrics["approx_kl"], 5))
     # Several epochs (the RL configs run 10): from the second on, the frozen scene encoder's tokens come from
     # ppo.SceneCache instead of a new ViT pass per step; the uncached rate is the same update without it.
     for cache in (True, False):
-        rate, _ = ppo_samples_per_s(PPOPolicyAdapter(policy, staged), SyntheticSteps(count, image_size,
-                                                                                     with_images=False),
-                                    spec.ppo_batch, device, epochs=3, cache_scenes=cache)
-        out[f"epochs3_{'cached' if cache else 'uncached'}_samples_per_s"] = round(rate, 2)
+        out[f"epochs3_{'cached' if cache else 'uncached'}_samples_per_s"] = round(
+            rate(staged, epochs=3, cache_scenes=cache)[0], 2)
+    # The learner as the GPU RL config compiles it (``ppo.compile``); the warm-up minibatch pays the compile.
+    free_memory(device)  # CUDA-graph pools cannot reuse the blocks the eager passes left cached
+    started = time.perf_counter()
+    graphed = compile_model_regions(model, ppo_cfg.get("compile") if device.type == "cuda" else compile_backend(device),
+                                    "ppo.compile")
+    out.update(compile=ppo_cfg.get("compile"), cuda_graphs=graphed)
+    try:
+        reset_peak_memory(device)
+        out.update(epochs3_cached_compiled_samples_per_s=round(rate(staged, epochs=3)[0], 2),
+                   compiled_peak_mem_gib=peak_memory_gib(device), compiled_wall_s=round(time.perf_counter() - started, 1))
+    except Exception as exc:  # noqa: BLE001  (out of memory: keep the eager figures and the rest of the part)
+        if not is_out_of_memory(exc):
+            raise
+        out["epochs3_cached_compiled_samples_per_s"] = f"out of memory: {str(exc).splitlines()[0][:160]}"
+    finally:
+        model.decompile_regions()
+        torch.compiler.reset()  # drop the graphs' memory pools before the end-to-end figure
+        free_memory(device)
     staged = None
     free_memory(device)
-    rate, _ = ppo_samples_per_s(PPOPolicyAdapter(policy), SyntheticSteps(count, image_size), spec.ppo_batch, device)
-    out["end_to_end_samples_per_s"] = round(rate, 2)
+    out["end_to_end_samples_per_s"] = round(rate(None)[0], 2)
     model.set_trainable(("action_expert", "vision", "projector", "query_decoder", "trajectory_head"))
     model.use_adapter("action_expert")
     return out
@@ -1417,10 +1445,13 @@ def summary_rows(results: dict) -> list[tuple[str, str, str]]:
             rows.append((size, "PPO update", ppo.get("skipped", "not run")))
             continue
         rows.append((size, "PPO update", str(ppo.get("error")) if "error" in ppo else
-                     f"b{ppo.get('batch')}: {ppo.get('compute_samples_per_s')} samples/s on device, "
+                     f"b{ppo.get('batch')}"
+                     f"{' in micro-batches of %s' % ppo['micro_batch'] if ppo.get('micro_batch') else ''}: "
+                     f"{ppo.get('compute_samples_per_s')} samples/s on device, "
                      f"{ppo.get('end_to_end_samples_per_s')} end to end; 3 epochs: "
                      f"{ppo.get('epochs3_cached_samples_per_s')} with the scene cache, "
-                     f"{ppo.get('epochs3_uncached_samples_per_s')} without"))
+                     f"{ppo.get('epochs3_uncached_samples_per_s')} without, "
+                     f"{ppo.get('epochs3_cached_compiled_samples_per_s')} cached + compiled (ppo.compile)"))
     return rows
 
 

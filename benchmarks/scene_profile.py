@@ -21,6 +21,9 @@ the ViT is ~94 % of the IL step's FLOPs, so this breaks both down on one GPU, at
                each SDPA backend, forward and forward + backward, in TFLOP/s, from the blocks' packed qkv and
                from contiguous tensors; ``vit_ops``: which host-side ops (with shapes) launch the compiled ViT's
                training kernels.
+6. ``ppo``      one PPO minibatch from cached scene tokens (the decision + value LLM pass with gradients,
+               backward, AdamW): time, GPU busy share and kernel tables, eager (float32 or bf16-stored frozen
+               weights) and with the LLM layers compiled or CUDA-graphed.
 
     python benchmarks/scene_profile.py --out $OUT          # on the GPU machine, ~3 minutes
     python benchmarks/scene_profile.py --parts il_timeline,sdpa --out $OUT   # the IL step alone, ~2 minutes
@@ -371,6 +374,84 @@ def _il_timeline(model, spec, image_size, device: torch.device, batch_size: int,
     return out
 
 
+def device_busy(fn, device: torch.device) -> dict:
+    """One profiled call of ``fn``: its GPU span (first kernel start to last kernel end), the time some kernel
+    ran within it (overlaps merged), and their ratio; where the ratio is low the host launching kernels, not
+    the GPU, bounds ``fn``."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    torch.cuda.synchronize(device)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize(device)
+    spans = sorted((e.time_range.start, e.time_range.end) for e in prof.events()
+                   if e.device_type == DeviceType.CUDA and not getattr(e, "is_user_annotation", False))
+    busy, reach = 0, None
+    for start, end in spans:
+        if reach is None or start > reach:
+            busy, reach = busy + end - start, end
+        elif end > reach:
+            busy, reach = busy + end - reach, end
+    span = spans[-1][1] - spans[0][0] if spans else 0
+    return dict(kernels=len(spans), span_ms=round(span / 1e3, 2), busy_ms=round(busy / 1e3, 2),
+                busy_share=round(busy / span, 3) if span else None)
+
+
+PPO_VARIANTS = {"eager_fp32_frozen": ("fp32", None), "eager_bf16_frozen": ("bf16", None),
+                "compiled_bf16_frozen": ("bf16", "default"), "graphed_bf16_frozen": ("bf16", "reduce-overhead")}
+
+
+def ppo_minibatch(model, spec, image_size, device: torch.device, out_dir: Path, variants=tuple(PPO_VARIANTS)) -> dict:
+    """One PPO minibatch (``spec.ppo_batch`` steps) as ``ppo_update`` runs it from cached scene tokens (every
+    epoch after the first): the decision and value LLM pass with gradients through the LoRA adapters, the
+    backward and AdamW over the PPO-trainable groups. Per variant: milliseconds per minibatch, samples/s, GPU
+    busy share of one profiled minibatch, and its kernel tables (``ppo_<variant>.txt``). Variants: eager with
+    float32 frozen weights (PPO as it ran), eager with the frozen LLM weights stored in bf16, and the LLM
+    layers compiled (Inductor; with CUDA graphs: ``reduce-overhead``) over bf16-stored weights."""
+    from minddrive.models import MindDrivePolicy
+
+    policy = MindDrivePolicy(model, device)
+    adapter = gb.PPOPolicyAdapter(policy)  # sets the PPO-trainable groups
+    params = [p for p in adapter.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-5, fused=device.type == "cuda")
+    batch = gb.runtime_batch(spec.ppo_batch, image_size, device, seed=7)
+    actions = torch.zeros(spec.ppo_batch, dtype=torch.long, device=device)
+    scene = policy.scene_tokens(batch)
+    gb.free_memory(device)
+
+    def minibatch():
+        log_probs, values, entropy = policy.evaluate_decisions(batch, actions, scene=scene)
+        loss = -log_probs[:, 0].mean() + 0.5 * values.pow(2).mean() - 0.01 * entropy.mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    out: dict = dict(batch=spec.ppo_batch, scene_tokens=list(scene.shape))
+    for name in variants:
+        frozen, llm_mode = PPO_VARIANTS[name]
+        try:
+            with gb.frozen_llm_stored_as(model, frozen, device):
+                if llm_mode is not None:
+                    for layer in model._decoder_lm[0].layers:
+                        layer.compile(backend=gb.compile_backend(device), mode=llm_mode)
+                try:
+                    ms = gb.time_device(minibatch, device, warmup=3, runs=5)
+                    row = dict(ms=round(ms, 1), samples_per_s=round(spec.ppo_batch / ms * 1e3, 1))
+                    if device.type == "cuda":
+                        row.update(device_busy(minibatch, device))
+                        kernel_table(minibatch, device, out_dir / f"ppo_{name}.txt")
+                    out[name] = row
+                finally:
+                    model.decompile_regions()
+        except Exception as exc:  # noqa: BLE001  (a variant failing keeps the others)
+            out[name] = dict(error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}")
+            traceback.print_exc()
+        print(f"[ppo] {name}: {out[name]}", file=sys.stderr, flush=True)
+    return out
+
+
 def kernel_sources(fn, device: torch.device, rows: int = 25) -> list[dict]:
     """Which host-side ops launch the device time of ``fn`` (its second call, profiled with shapes): per op
     name and input shapes, the kernels' summed time and names. Kernel tables alone cannot say which op of a
@@ -470,15 +551,20 @@ def main(argv=None) -> int:
     parser.add_argument("--parts", default="scene,vit_il",
                         help="comma-separated, in order: scene (1-3 at batch 1), vit_il (3: ViT and IL step "
                              "tables), vit_ops (3: which ops launch the ViT's training kernels), il_timeline (4), "
-                             "sdpa (5)")
+                             "sdpa (5), ppo (6)")
     parser.add_argument("--frozen-llm-dtype", default="bf16", choices=["bf16", "fp32"],
                         help="how il_timeline stores the frozen LLM weights (train_cfg.frozen_llm_dtype)")
+    parser.add_argument("--ppo-variants", default=",".join(PPO_VARIANTS),
+                        help=f"which learner set-ups the ppo part runs, some of {', '.join(PPO_VARIANTS)}")
     parser.add_argument("--out", default="work_dirs/scene_profile")
     args = parser.parse_args(argv)
     parts = args.parts.split(",")
-    unknown = set(parts) - {"scene", "vit_il", "vit_ops", "il_timeline", "sdpa"}
+    unknown = set(parts) - {"scene", "vit_il", "vit_ops", "il_timeline", "sdpa", "ppo"}
     if unknown:
         parser.error(f"--parts: unknown {sorted(unknown)}")
+    unknown = set(args.ppo_variants.split(",")) - set(PPO_VARIANTS)
+    if unknown:
+        parser.error(f"--ppo-variants: unknown {sorted(unknown)}")
     device, out_dir = torch.device(args.device), Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = gb.dataclass_replace(gb.SIZES[args.size], frozen_llm_dtype=args.frozen_llm_dtype)
@@ -500,6 +586,8 @@ def main(argv=None) -> int:
                 results["il_timeline"] = (
                     il_timeline(model, spec, image_size, device, args.train_batch, args.il_llm_mode)
                     if device.type == "cuda" else {"skipped": "marker kernels need CUDA"})
+            elif part == "ppo":
+                results["ppo"] = ppo_minibatch(model, spec, image_size, device, out_dir, args.ppo_variants.split(","))
             else:
                 model.backbone.decompile_blocks()
                 results["sdpa"] = sdpa_backends(model.backbone, args.train_batch * 6, device)
