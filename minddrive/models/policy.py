@@ -222,17 +222,23 @@ class MindDrivePolicy(torch.nn.Module):
                    ) -> dict[str, torch.Tensor]:
         """Env observations (sim/base.py keys; images at the network input size) -> a run-time batch.
 
-        ``memory`` is the previous ``ActOutput.memory`` (omit it at an episode start).
+        ``memory`` is the previous ``ActOutput.memory`` (omit it at an episode start). Observations without
+        ``images`` (PPO steps whose scene tokens are cached) give a batch without ``img``: it can score decisions
+        from given scene tokens but not encode a scene.
         """
         def stack(key, dtype=np.float32):
             return torch.from_numpy(np.stack([np.asarray(o[key], dtype=dtype) for o in obs_list])).to(self.device)
 
-        # Images keep their own dtype (uint8 from the simulators) to the device, where the encoder casts them:
-        # a quarter of the host work and of the copy of a float batch (32 worlds x 6 x 640x640: 236 MB float).
-        batch = {"img": stack("images", None).permute(0, 1, 4, 2, 3).contiguous(),  # (B, N, H, W, 3) -> (B, N, 3, H, W)
-                 "cam_intrinsic": stack("cam_intrinsic"), "cam2ego": stack("cam2ego"), "lidar2img": stack("lidar2img"),
+        batch = {"cam_intrinsic": stack("cam_intrinsic"), "cam2ego": stack("cam2ego"), "lidar2img": stack("lidar2img"),
                  "ego_state": stack("ego_state"), "target_point": stack("target_point"), "route": stack("route"),
                  "command": stack("command", np.int64)}
+        with_images = sum("images" in o for o in obs_list)
+        if with_images == len(obs_list):
+            # Images keep their own dtype (uint8 from the simulators) to the device, where the encoder casts them:
+            # a quarter of the host work and of the copy of a float batch (32 worlds x 6 x 640x640: 236 MB float).
+            batch["img"] = stack("images", None).permute(0, 1, 4, 2, 3).contiguous()  # (B, N, H, W, 3) -> (B, N, 3, H, W)
+        elif with_images:
+            raise ValueError(f"preprocess: {with_images} of {len(obs_list)} observations have images; all or none")
         if memory is not None:
             batch.update({k: v.to(self.device) for k, v in memory.items()})
         return batch

@@ -73,12 +73,15 @@ def pack_obs(obs: dict) -> dict:
     return packed
 
 
-def unpack_obs(obs: dict) -> dict:
-    """Inverse of :func:`pack_obs` (bit-exact)."""
+def unpack_obs(obs: dict, images: bool = True) -> dict:
+    """Inverse of :func:`pack_obs` (bit-exact); ``images=False`` leaves the PNG-packed camera images out
+    instead of decoding them (what a PPO epoch wants once a step's scene tokens are cached)."""
     import cv2
 
     out = {}
     for key, value in obs.items():
+        if isinstance(value, dict) and _PNG in value and not images:
+            continue
         if isinstance(value, dict) and _PNG in value:
             out[key] = np.stack([cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
                                  for b in value[_PNG]])

@@ -106,8 +106,8 @@ def decouple(rollout_dirs: Iterable[str | os.PathLike], out_dir: str | os.PathLi
     return index
 
 
-def read_step(index_path: str | os.PathLike, entry: dict) -> dict:
-    """One step file, observation images decoded (they stay PNG-packed on disk)."""
+def read_step(index_path: str | os.PathLike, entry: dict, images: bool = True) -> dict:
+    """One step file, observation images decoded (they stay PNG-packed on disk), or left out (``images=False``)."""
     step = torch.load(Path(index_path).parent / entry["file"], map_location="cpu", weights_only=False)
-    step["obs"] = unpack_obs(step["obs"])
+    step["obs"] = unpack_obs(step["obs"], images=images)
     return step

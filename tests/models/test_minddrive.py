@@ -339,6 +339,16 @@ def test_preprocess_keeps_uint8_images_and_acts_as_on_float_images(tiny_model):
     assert torch.equal(batch["img"].float(), as_float["img"])
     a, b = policy.act(batch, sample=False), policy.act(as_float, sample=False)
     assert torch.equal(a.log_probs, b.log_probs) and torch.equal(a.path, b.path)
+    # Without images (PPO steps whose scene tokens are cached): no "img", decisions scored from given tokens.
+    no_images = {k: v for k, v in obs.items() if k != "images"}
+    bare = policy.preprocess([no_images, no_images])
+    assert "img" not in bare and set(bare) == set(batch) - {"img"}
+    with torch.no_grad():
+        scene, _ = tiny_model.encode_scene(batch)
+    from_tokens, _, _ = policy.evaluate_decisions(bare, a.decision, scene=scene)
+    assert torch.allclose(from_tokens, a.log_probs, atol=1e-5)
+    with pytest.raises(ValueError, match="1 of 2 observations have images; all or none"):
+        policy.preprocess([obs, no_images])
 
 
 def test_compiled_regions_give_the_eager_losses_and_gradients(tiny_model, batch_factory):

@@ -141,3 +141,5 @@ def test_camera_images_are_packed_losslessly():
     restored = unpack_obs(packed)
     assert np.array_equal(restored["images"], images) and restored["images"].dtype == np.uint8
     assert restored["ego_state"] is obs["ego_state"]
+    without = unpack_obs(packed, images=False)  # PPO epochs reading steps whose scene tokens are cached
+    assert "images" not in without and without["ego_state"] is obs["ego_state"]

@@ -209,8 +209,8 @@ def test_scene_cache_encodes_each_step_once_and_steps_aside_for_a_trainable_enco
 @pytest.mark.parametrize("recompute", [False, True])
 def test_ppo_on_the_tiny_vla_encodes_each_step_once_and_updates_as_without_the_cache(recompute):
     """Three epochs over six steps: the scene encoder (frozen in PPO) runs once per step with the cache instead
-    of once per step and epoch (scoring the steps first fills the cache), and losses and weights come out the
-    same."""
+    of once per step and epoch (scoring the steps first fills the cache), epochs whose steps are all cached read
+    them without their images, and losses and weights come out the same."""
     import sys
 
     from minddrive.config import load_config
@@ -232,14 +232,17 @@ def test_ppo_on_the_tiny_vla_encodes_each_step_once_and_updates_as_without_the_c
                             recompute_old_log_probs=recompute)
         optimizer = torch.optim.AdamW(select_trainable(policy.model, hp.trainable), lr=hp.learning_rate)
         metrics = ppo_update(policy, optimizer, steps, hp, torch.device("cpu"), show_progress=False)
-        runs[cache] = metrics, encodes, [p.detach().clone() for p in policy.model.parameters() if p.requires_grad]
-    (cached, cached_encodes, cached_weights), (plain, plain_encodes, plain_weights) = runs[True], runs[False]
+        runs[cache] = (metrics, encodes, [p.detach().clone() for p in policy.model.parameters() if p.requires_grad],
+                       steps.image_reads)
+        steps.image_reads = 0
+    (cached, cached_encodes, cached_weights, cached_reads), (plain, plain_encodes, plain_weights, plain_reads) = (
+        runs[True], runs[False])
     scored = 6 if recompute else 2  # score_steps: every step, or one minibatch for the behaviour gap
-    assert sum(plain_encodes) == scored + 3 * 6
-    if recompute:  # all scored steps cached: the epochs encode nothing
-        assert sum(cached_encodes) == 6
+    assert sum(plain_encodes) == scored + 3 * 6 and plain_reads == scored + 3 * 6
+    if recompute:  # all scored steps cached: the epochs encode nothing and read no images
+        assert sum(cached_encodes) == 6 and cached_reads == 6
     else:  # a first-epoch minibatch with a step not yet cached encodes both of its steps
-        assert 6 <= sum(cached_encodes) <= 8
+        assert 6 <= sum(cached_encodes) <= 8 and cached_reads == 2 + 6  # epochs 2-3 read no images
     assert cached == pytest.approx(plain, rel=1e-6, abs=1e-7) and cached["approx_kl"] > 0
     assert all(torch.equal(a, b) for a, b in zip(cached_weights, plain_weights))
 
