@@ -1088,37 +1088,75 @@ class PPOPolicyAdapter(torch.nn.Module):
         return self.policy.evaluate_decisions(batch, actions, scene=scene)
 
 
+def rendered_cameras(image_size: tuple[int, int], seed: int = 0, ticks: int = 20) -> np.ndarray:
+    """Six camera images (uint8 (6, H, W, 3)) the embedded simulator renders ``ticks`` expert ticks into a route:
+    what PPO's step files hold (PNG-packed), so decoding them costs what it costs on rollout data."""
+    from minddrive.sim.writer import make_env_and_expert
+
+    env, expert = make_env_and_expert(dict(type="EmbeddedDriveEnv", render=True, image_size=tuple(image_size)))
+    try:
+        obs, _ = env.reset(seed=seed)
+        for _ in range(ticks):
+            obs, *_ = env.step(expert.act())
+        return obs["images"]
+    finally:
+        env.close()
+
+
 class SyntheticSteps(torch.utils.data.Dataset):
     """Decoupled rollout steps as ``minddrive.rl.decouple.read_step`` returns them, of the right shapes:
-    the stored observation, the action, all 7 rollout-time log-probs, value, advantage and return."""
+    the stored observation, the action, all 7 rollout-time log-probs, value, advantage and return.
 
-    def __init__(self, count: int, image_size: tuple[int, int], seed: int = 0, with_images: bool = True):
+    One observation shared by every step. ``packed``: its images are a simulator frame kept PNG-packed and
+    decoded on every read, as ``read_step`` does; otherwise random images handed out as they are (the cost
+    measured is the host conversion). ``read(i, images=False)`` leaves them out, as ``StepDataset.read`` does
+    (``ppo_update`` asks so once a step's scene tokens are cached); ``image_reads`` counts reads with images.
+    """
+
+    def __init__(self, count: int, image_size: tuple[int, int], seed: int = 0, with_images: bool = True,
+                 packed: bool = False):
         from minddrive.constants import EGO_STATE_DIM, NUM_SPEED_ACTIONS
+        from minddrive.rl.buffer import pack_obs
         from minddrive.sim.base import NUM_ROUTE_POINTS
         from minddrive.sim.sensors import camera_calibration
 
         rng = np.random.default_rng(seed)
         h, w = image_size
         self.count = count
-        self.obs = None
-        if with_images:  # one shared observation: the cost measured is the conversion, not the disk
-            self.obs = dict(images=rng.integers(0, 256, (6, h, w, 3), dtype=np.uint8),
-                            ego_state=rng.random(EGO_STATE_DIM, dtype=np.float32), command=0,
+        self.obs = self.packed = None
+        if with_images:
+            images = rendered_cameras(image_size, seed) if packed else rng.integers(0, 256, (6, h, w, 3), dtype=np.uint8)
+            self.obs = dict(images=images, ego_state=rng.random(EGO_STATE_DIM, dtype=np.float32), command=0,
                             target_point=np.array([20.0, 0.0], np.float32),
                             route=np.stack([np.arange(1, NUM_ROUTE_POINTS + 1) * 2.0,
                                             np.zeros(NUM_ROUTE_POINTS)], -1).astype(np.float32),
                             **camera_calibration(width=w, height=h))
+            self.packed = pack_obs(self.obs) if packed else None
         logits = rng.normal(size=(count, NUM_SPEED_ACTIONS))
         self.log_probs = (logits - np.log(np.exp(logits).sum(1, keepdims=True))).astype(np.float32)
         self.actions = rng.integers(0, NUM_SPEED_ACTIONS, count)
         self.values = rng.normal(size=count).astype(np.float32)
         self.advantages = rng.normal(size=count).astype(np.float32)
+        self.image_reads = 0
 
     def __len__(self) -> int:
         return self.count
 
+    def observation(self, i: int, images: bool):
+        from minddrive.rl.buffer import unpack_obs
+
+        if self.obs is None:
+            return i  # PPOPolicyAdapter's staged device batch stands in
+        if not images:
+            return {k: v for k, v in self.obs.items() if k != "images"}
+        self.image_reads += 1
+        return unpack_obs(self.packed) if self.packed is not None else self.obs
+
     def __getitem__(self, i: int) -> dict:
-        return dict(obs=self.obs if self.obs is not None else i, memory=None, action=int(self.actions[i]),
+        return self.read(i)
+
+    def read(self, i: int, images: bool = True) -> dict:
+        return dict(obs=self.observation(i, images), memory=None, action=int(self.actions[i]),
                     log_probs=self.log_probs[i], value=float(self.values[i]), advantage=float(self.advantages[i]),
                     ret=float(self.values[i] + self.advantages[i]))
 
@@ -1192,9 +1230,9 @@ def bench_ppo(model, spec: SizeSpec, image_size, device) -> dict:
     count = spec.ppo_batch * spec.ppo_minibatches
     out: dict[str, Any] = dict(batch=spec.ppo_batch, minibatches=spec.ppo_minibatches, micro_batch=micro)
 
-    def rate(staged, **kw):
+    def rate(staged, steps=None, **kw):
         adapter = PPOPolicyAdapter(policy, staged)
-        steps = SyntheticSteps(count, image_size, with_images=staged is None)
+        steps = steps if steps is not None else SyntheticSteps(count, image_size, with_images=staged is None)
         return ppo_samples_per_s(adapter, steps, spec.ppo_batch, device, micro_batch_size=micro, **kw)
 
     staged = runtime_batch(spec.ppo_batch, image_size, device, seed=7)
@@ -1211,13 +1249,20 @@ def bench_ppo(model, spec: SizeSpec, image_size, device) -> dict:
     # The learner as the GPU RL config compiles it (``ppo.compile``); the warm-up minibatch pays the compile.
     free_memory(device)  # CUDA-graph pools cannot reuse the blocks the eager passes left cached
     started = time.perf_counter()
-    graphed = compile_model_regions(model, ppo_cfg.get("compile") if device.type == "cuda" else compile_backend(device),
-                                    "ppo.compile")
-    out.update(compile=ppo_cfg.get("compile"), cuda_graphs=graphed)
+    setting = ppo_cfg.get("compile") if device.type == "cuda" else compile_backend(device)
+    graphed = compile_model_regions(model, setting, "ppo.compile")
+    out.update(compile=setting, cuda_graphs=graphed)
     try:
         reset_peak_memory(device)
         out.update(epochs3_cached_compiled_samples_per_s=round(rate(staged, epochs=3)[0], 2),
                    compiled_peak_mem_gib=peak_memory_gib(device), compiled_wall_s=round(time.perf_counter() - started, 1))
+        # End to end as on rollout data: steps hold a rendered frame PNG-packed and are decoded when read, the
+        # batch built from host numpy. Steps whose scene tokens are cached are read without their images; the
+        # Subset hides ``read`` from ppo_update, so there every epoch decodes every step's images.
+        packed = SyntheticSteps(count, image_size, packed=True)
+        out["end_to_end_epochs3_compiled_samples_per_s"] = round(rate(None, packed, epochs=3)[0], 2)
+        out["end_to_end_epochs3_compiled_decoding_every_epoch_samples_per_s"] = round(
+            rate(None, torch.utils.data.Subset(packed, range(count)), epochs=3)[0], 2)
     except Exception as exc:  # noqa: BLE001  (out of memory: keep the eager figures and the rest of the part)
         if not is_out_of_memory(exc):
             raise
@@ -1451,7 +1496,10 @@ def summary_rows(results: dict) -> list[tuple[str, str, str]]:
                      f"{ppo.get('end_to_end_samples_per_s')} end to end; 3 epochs: "
                      f"{ppo.get('epochs3_cached_samples_per_s')} with the scene cache, "
                      f"{ppo.get('epochs3_uncached_samples_per_s')} without, "
-                     f"{ppo.get('epochs3_cached_compiled_samples_per_s')} cached + compiled (ppo.compile)"))
+                     f"{ppo.get('epochs3_cached_compiled_samples_per_s')} cached + compiled (ppo.compile); "
+                     f"end to end from PNG-packed steps {ppo.get('end_to_end_epochs3_compiled_samples_per_s')} "
+                     f"(decoding every epoch: "
+                     f"{ppo.get('end_to_end_epochs3_compiled_decoding_every_epoch_samples_per_s')})"))
     return rows
 
 
