@@ -31,8 +31,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from minddrive.constants import ABILITIES, ABILITY_NAMES, INFRACTION_KEYS, PENALTY_COEFFICIENTS
+from minddrive.constants import ABILITIES, ABILITY_NAMES, INFRACTION_KEYS
 from minddrive.errors import UserError
+from minddrive.penalty import penalty_product, route_scores
 from minddrive.utils.io import read_json
 
 OFFICIAL_ROUTE_COUNT = 220  # hard-coded by tools/merge_route_json.py
@@ -173,14 +174,8 @@ def recompute_route_scores(record: Mapping) -> dict[str, float]:
     Exact except with ``outside_route_lanes``, whose message rounds the percentage to 2
     decimals (|error| <= ~5e-5 on real records).
     """
-    penalty = 1.0
-    for key, coefficient in PENALTY_COEFFICIENTS.items():
-        penalty *= coefficient ** len(record["infractions"].get(key, ()))
-    for message in record["infractions"].get("outside_route_lanes", ()):
-        penalty *= 1.0 - outside_lanes_fraction(message)[1] / 100.0
-    score_route = float(record["scores"]["score_route"])
-    return {"score_route": round(score_route, 6), "score_penalty": round(penalty, 6),
-            "score_composed": round(max(score_route * penalty, 0.0), 6)}
+    outside = [outside_lanes_fraction(message)[1] for message in record["infractions"].get("outside_route_lanes", ())]
+    return route_scores(float(record["scores"]["score_route"]), penalty_product(record["infractions"], outside))
 
 
 def route_efficiency(record: Mapping) -> float | None:

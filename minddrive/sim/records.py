@@ -7,7 +7,8 @@ Keys and their order follow the leaderboard's ``vars(RouteRecord)``; scores foll
 
 from __future__ import annotations
 
-from minddrive.constants import INFRACTION_KEYS, PENALTY_COEFFICIENTS
+from minddrive.constants import INFRACTION_KEYS
+from minddrive.penalty import penalty_product, route_scores
 
 STATUS_COMPLETED, STATUS_PERFECT, STATUS_FAILED = "Completed", "Perfect", "Failed"
 FAIL_MESSAGES = {"route_timeout": "Agent timed out", "route_dev": "Agent deviated from the route",
@@ -15,13 +16,9 @@ FAIL_MESSAGES = {"route_timeout": "Agent timed out", "route_dev": "Agent deviate
 
 
 def score_penalty(infractions: dict[str, list[str]], outside_lanes_percentage: float = 0.0) -> float:
-    """Product of one coefficient per event, times (1 - pct/100) for outside route lanes."""
-    penalty = 1.0
-    for key, coefficient in PENALTY_COEFFICIENTS.items():
-        penalty *= coefficient ** len(infractions.get(key, ()))
-    if infractions.get("outside_route_lanes"):
-        penalty *= 1.0 - outside_lanes_percentage / 100.0
-    return penalty
+    """Product of one coefficient per event, times (1 - pct/100) for outside route lanes (the simulators
+    record at most one such event, carrying the route's whole percentage, as the leaderboard does)."""
+    return penalty_product(infractions, [outside_lanes_percentage] if infractions.get("outside_route_lanes") else [])
 
 
 def route_status(score_route: float, infractions: dict[str, list[str]], failure: str | None) -> str:
@@ -48,8 +45,7 @@ def route_record(*, index: int, route_id: str, scenario_name: str, weather_id: i
         "status": route_status(completion, lists, failure),
         "num_infractions": sum(len(v) for v in lists.values()),
         "infractions": lists,
-        "scores": {"score_route": round(completion, 6), "score_penalty": round(penalty, 6),
-                   "score_composed": round(max(completion * penalty, 0.0), 6)},
+        "scores": route_scores(completion, penalty),
         "meta": {"route_length": round(route_length, 3), "duration_game": round(duration_game, 3),
                  "duration_system": round(duration_system, 3)},
         "town_name": town,
