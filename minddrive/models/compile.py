@@ -3,8 +3,9 @@ for the PPO learner) -> ``MindDrive.compile_regions``."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
+import torch
 from torch import nn
 
 from minddrive.errors import UserError
@@ -39,3 +40,14 @@ def compile_model_regions(model: nn.Module, spec: Any, key: str = "train_cfg.com
         raise UserError(f"{key}: {type(model).__name__} has no compile_regions(); expected compile=None for this model")
     model.compile_regions(**options)
     return "reduce-overhead" in (options.get("mode"), options.get("llm_mode"))
+
+
+def own_gradients(params: Iterable[torch.nn.Parameter]) -> None:
+    """Give each gradient its own memory before another backward adds into it. Through CUDA-graphed regions a
+    weight gradient comes out of a graph's memory pool, and autograd adopts that very tensor as ``.grad`` when
+    there is none: the next replay of the graph would overwrite it before adding to it (``accessing tensor
+    output of CUDAGraphs that has been overwritten``). Used by the trainer's gradient accumulation
+    (``Engine.backward``) and PPO's micro-batches."""
+    for p in params:
+        if p.grad is not None:
+            p.grad = p.grad.clone()

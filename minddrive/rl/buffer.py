@@ -80,13 +80,11 @@ def unpack_obs(obs: dict, images: bool = True) -> dict:
 
     out = {}
     for key, value in obs.items():
-        if isinstance(value, dict) and _PNG in value and not images:
-            continue
-        if isinstance(value, dict) and _PNG in value:
+        if not (isinstance(value, dict) and _PNG in value):
+            out[key] = value
+        elif images:
             out[key] = np.stack([cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
                                  for b in value[_PNG]])
-        else:
-            out[key] = value
     return out
 
 

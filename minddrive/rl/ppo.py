@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from minddrive.errors import UserError
 from minddrive.eval.driver import stack_memory
-from minddrive.models.compile import compile_model_regions, regional_compile_options
+from minddrive.models.compile import compile_model_regions, own_gradients, regional_compile_options
 from minddrive.rl.decouple import load_index, read_step
 from minddrive.rl.workers import load_policy, policy_module, save_policy
 
@@ -198,12 +198,18 @@ class SceneCache:
         """Whether every step of ``indices`` has its scene tokens here (its images are then not needed)."""
         return self.enabled and all(i in self.rows for i in indices)
 
+    def evaluate(self, policy: Any, indices: list[int], batch: dict, actions: torch.Tensor, **kwargs):
+        """``policy.evaluate_decisions`` for the steps ``indices`` (run-time ``batch``), from their cached scene
+        tokens where there are (or can be) some."""
+        scene = self.tokens(policy, indices, batch, actions.device)
+        return policy.evaluate_decisions(batch, actions, **kwargs, **({} if scene is None else dict(scene=scene)))
+
     def tokens(self, policy: Any, indices: list[int], batch: dict, device: torch.device) -> torch.Tensor | None:
         """The scene tokens of the minibatch of steps ``indices`` (run-time ``batch``), or None: encode in
         ``evaluate_decisions`` as usual."""
         if not self.enabled:
             return None
-        if all(i in self.rows for i in indices):
+        if self.covers(indices):
             return torch.stack([self.rows[i] for i in indices]).to(device, non_blocking=True)
         scene = policy.scene_tokens(batch)
         if scene is None:  # the scene encoder trains: its tokens need gradients every time
@@ -221,16 +227,6 @@ def split_minibatch(mb: dict, indices: list[int], size: int) -> list[tuple[dict,
         part = slice(start, start + size)
         out.append(({key: value[part] for key, value in mb.items()}, indices[part]))
     return out
-
-
-def own_gradients(params: list[torch.nn.Parameter]) -> None:
-    """Give each gradient its own memory before the next micro-batch adds into it. Where the LLM layers replay
-    from CUDA graphs (``ppo.compile``), autograd adopts a gradient the backward graph wrote into its memory pool
-    as ``.grad``, and the next micro-batch's replay overwrites it before adding to it (the trainer's
-    ``Engine.backward`` does the same copy). PPO trains adapters and a head: a few MB."""
-    for p in params:
-        if p.grad is not None:
-            p.grad = p.grad.clone()
 
 
 def ppo_loss_rows(new_log_probs_all: torch.Tensor, new_values: torch.Tensor, entropy: torch.Tensor,
@@ -275,10 +271,8 @@ def score_steps(policy: Any, dataset: Dataset, hp: PPOHyperParams, device: torch
     with torch.no_grad():
         for k, mb in enumerate(loader):
             actions = mb["actions"].to(device)
-            batch = policy_batch(policy, mb, takes_memory)
-            scene = scenes.tokens(policy, shard[k * size:(k + 1) * size], batch, device)
-            log_probs, _, _ = policy.evaluate_decisions(batch, actions, **temperature_kw,
-                                                        **({} if scene is None else dict(scene=scene)))
+            log_probs, _, _ = scenes.evaluate(policy, shard[k * size:(k + 1) * size],
+                                              policy_batch(policy, mb, takes_memory), actions, **temperature_kw)
             stored = mb["old_log_probs"].to(device)
             gap_sum += (log_probs.float() - stored).gather(1, actions[:, None]).abs().sum()
             rows.append(log_probs.float())
@@ -343,17 +337,16 @@ def ppo_update(policy: torch.nn.Module, optimizer: torch.optim.Optimizer, datase
             row_sums: dict[str, torch.Tensor] = {}
             micro_batches = split_minibatch(mb, indices, hp.micro_batch_size or len(indices))
             for m, (micro, micro_indices) in enumerate(micro_batches):
-                batch = policy_batch(policy, micro, takes_memory)
                 actions = micro["actions"].to(device)
-                # current policy on the stored decisions (the exact rollout-time inputs, memory included)
-                scene = scenes.tokens(policy, micro_indices, batch, device)  # frozen encoder: once per update
-                new_log_probs_all, new_values, entropy = policy.evaluate_decisions(
-                    batch, actions, **temperature_kw, **({} if scene is None else dict(scene=scene)))
+                # current policy on the stored decisions (the exact rollout-time inputs, memory included); the
+                # frozen scene encoder's tokens from the cache (encoded once per update)
+                new_log_probs_all, new_values, entropy = scenes.evaluate(
+                    policy, micro_indices, policy_batch(policy, micro, takes_memory), actions, **temperature_kw)
                 rows = ppo_loss_rows(new_log_probs_all, new_values, entropy, actions,
                                      micro["old_log_probs"].to(device), micro["advantages"].to(device),
                                      micro["returns"].to(device), hp)
                 (rows["loss"].sum() / len(indices)).backward()  # the minibatch mean, micro-batch by micro-batch
-                if m == 0 and len(micro_batches) > 1:
+                if m == 0 and len(micro_batches) > 1:  # graphed LLM layers (ppo.compile): a few MB of adapters
                     own_gradients(params)
                 for key, value in rows.items():
                     row_sums[key] = row_sums.get(key, 0.0) + value.detach().sum()

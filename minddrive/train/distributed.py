@@ -18,6 +18,7 @@ import torch.distributed as dist
 from torch import nn
 
 from minddrive.errors import UserError
+from minddrive.models.compile import own_gradients
 
 
 @dataclass(frozen=True)
@@ -106,16 +107,12 @@ class Engine:
         """Accumulate the gradient of one micro-batch's loss (averaged over ``accumulate`` micro-batches);
         ``accumulating``: another micro-batch's backward follows before the step.
 
-        Through CUDA-graphed regions a weight gradient comes out of a graph's memory pool, and autograd adopts
-        that very tensor as ``.grad`` when there is none: the next micro-batch's replay of the graph would
-        overwrite it before adding to it (``accessing tensor output of CUDAGraphs that has been overwritten``).
-        So the first accumulating backward of a step copies its gradients out; later ones add into the copies."""
+        Through CUDA-graphed regions the gradients of a step's first backward live in graph memory the next
+        replay overwrites (:func:`~minddrive.models.compile.own_gradients`), so the first accumulating backward
+        of a step copies them out; later ones add into the copies."""
         (loss / self.accumulate).backward()
         if accumulating and self.cuda_graphed and not self._grads_copied:
-            for group in self.optimizer.param_groups:
-                for p in group["params"]:
-                    if p.grad is not None:
-                        p.grad = p.grad.clone()
+            own_gradients(p for group in self.optimizer.param_groups for p in group["params"])
             self._grads_copied = True
 
     def step(self) -> torch.Tensor | float:
