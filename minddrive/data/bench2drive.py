@@ -178,11 +178,42 @@ def ego_pose(anno: dict) -> np.ndarray:
     return np.array([ego2world[0, 3], ego2world[1, 3], math.atan2(ego2world[1, 0], ego2world[0, 0])])
 
 
-def to_ego(world2ego: np.ndarray, points_xy: np.ndarray) -> np.ndarray:
-    """World (N, 2) points (z taken as the ego's height) -> ego-frame (N, 2)."""
-    points_xy = np.asarray(points_xy, dtype=np.float64).reshape(-1, 2)
-    rot, trans = world2ego[:2, :2], world2ego[:2, 3]
-    return points_xy @ rot.T + trans
+def to_ego(world2ego: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """World points -> ego-frame ``(N, 2)`` x, y through the full 4x4 ``world2ego``.
+
+    ``(N, 3)`` points keep their world z. ``(N, 2)`` points (the annotation's route and target points carry
+    no height) are put on the ego's ground plane, the plane through the ego origin spanned by its x and y
+    axes: on a slope a point 30 m ahead then reads 30 m ahead, whatever the town's altitude.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    world2ego = np.asarray(world2ego, dtype=np.float64)
+    if points.ndim == 1:
+        points = points.reshape(1, -1)
+    if points.shape[-1] == 2:
+        points = np.concatenate([points, _ground_plane_z(world2ego, points)[:, None]], axis=1)
+    points = points.reshape(-1, 3)
+    return points @ world2ego[:2, :3].T + world2ego[:2, 3]
+
+
+def to_ego3(world2ego: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """World ``(N, 3)`` points -> ego-frame ``(N, 3)``."""
+    world2ego = np.asarray(world2ego, dtype=np.float64)
+    return np.asarray(points, dtype=np.float64).reshape(-1, 3) @ world2ego[:3, :3].T + world2ego[:3, 3]
+
+
+def _ground_plane_z(world2ego: np.ndarray, points_xy: np.ndarray) -> np.ndarray:
+    # The ego z of a world point is row 2 of world2ego; solve it for the world z that makes it 0. That row's
+    # z factor is cos(pitch) cos(roll) for an upright car, far from 0 on any road.
+    row = world2ego[2]
+    if abs(row[2]) < 1e-6:
+        return np.full(len(points_xy), -row[3])
+    return -(points_xy @ row[:2] + row[3]) / row[2]
+
+
+def relative_yaw(world2ego: np.ndarray, local2world: np.ndarray) -> float:
+    """Yaw (radians) of an object's x axis seen in the ego frame (both full 3-D rotations)."""
+    rot = np.asarray(world2ego, dtype=np.float64)[:3, :3] @ np.asarray(local2world, dtype=np.float64)[:3, :3]
+    return math.atan2(rot[1, 0], rot[0, 0])
 
 
 def ego_speed(anno: dict) -> float | None:
@@ -191,6 +222,43 @@ def ego_speed(anno: dict) -> float | None:
         if value is not None and math.isfinite(float(value)):
             return float(value)
     return None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Expert controls (``expert_assessment/{frame - 1:05}.npz``, key ``arr_0``: Think2Drive feature, value, action)
+
+EXPERT_ASSESSMENT_DIR = "expert_assessment"
+# (throttle, steer, brake) of Think2Drive's discrete actions 0-38; 30-38 also engage reverse.
+EXPERT_ACTIONS = (
+    (0.0, 0.0, 1.0),
+    *((0.7, s, 0.0) for s in (-0.5, -0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3, 0.5)),
+    *((0.3, s, 0.0) for s in (-0.7, -0.5, -0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3, 0.5, 0.7)),
+    *((0.0, s, 0.0) for s in (-1.0, -0.6, -0.3, -0.1)),
+    (1.0, 0.0, 0.0),
+    *((0.0, s, 0.0) for s in (0.1, 0.3, 0.6, 1.0)),
+    *((0.5, s, 0.0) for s in (-0.5, -0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3, 0.5)),
+)
+
+
+def expert_assessment_path(clip_dir: str | os.PathLike, frame: int) -> Path:
+    """The collector saves frame ``f``'s assessment as ``{f - 1:05}.npz``: frame 0's is ``-0001.npz``."""
+    return Path(clip_dir, EXPERT_ASSESSMENT_DIR, f"{str(frame - 1).zfill(5)}.npz")
+
+
+def read_expert_action(clip_dir: str | os.PathLike, frame: int) -> tuple[float, float, float] | None:
+    """(throttle, steer, brake) of the expert's action at ``frame``; None when the file is absent or unusable."""
+    path = expert_assessment_path(clip_dir, frame)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            vector = np.asarray(data["arr_0"], dtype=np.float64).reshape(-1)
+    except (OSError, KeyError, ValueError, EOFError):
+        return None
+    if len(vector) == 0 or not math.isfinite(vector[-1]):
+        return None
+    index = int(round(vector[-1]))
+    return EXPERT_ACTIONS[index] if 0 <= index < len(EXPERT_ACTIONS) else None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -214,20 +282,43 @@ def ego2img(intrinsic: np.ndarray, cam2ego: np.ndarray) -> np.ndarray:
     return k4 @ UE_TO_OPTICAL @ np.linalg.inv(cam2ego)
 
 
+def _finite_array(value, shape: tuple[int, ...]) -> np.ndarray | None:
+    """``value`` as a float array of ``shape``, or None when absent, malformed or not finite."""
+    if value is None:
+        return None
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return array if array.shape == shape and np.all(np.isfinite(array)) else None
+
+
+def _positive_int(value, default: int) -> int:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return default
+    return int(number) if math.isfinite(number) and number >= 1 else default
+
+
 def camera_calibration(anno: dict) -> dict[str, np.ndarray]:
     """Per-camera ``intrinsic`` (6,3,3), ``cam2ego`` (6,4,4), ``lidar2img`` (6,4,4) and ``image_size`` (6,2) W,H.
 
-    Uses ``anno.sensors`` where recorded; falls back to the published rig (BENCH2DRIVE.md §1.8).
+    Uses ``anno.sensors`` where recorded; a field that is missing, None or not finite falls back, field by
+    field, to the published rig (BENCH2DRIVE.md §1.8).
     """
     sensors = anno.get("sensors") or {}
     intrinsics, cam2egos, projections, sizes = [], [], [], []
     for camera in CAMERA_NAMES:
         entry = sensors.get(camera) or {}
-        width = int(entry.get("image_size_x", B2D_IMAGE_SIZE[0]))
-        height = int(entry.get("image_size_y", B2D_IMAGE_SIZE[1]))
-        intrinsic = np.asarray(entry["intrinsic"], dtype=np.float64) if "intrinsic" in entry \
-            else rig_intrinsic(camera, width, height)
-        cam2ego = np.asarray(entry["cam2ego"], dtype=np.float64) if "cam2ego" in entry else rig_cam2ego(camera)
+        width = _positive_int(entry.get("image_size_x"), B2D_IMAGE_SIZE[0])
+        height = _positive_int(entry.get("image_size_y"), B2D_IMAGE_SIZE[1])
+        intrinsic = _finite_array(entry.get("intrinsic"), (3, 3))
+        if intrinsic is None:
+            intrinsic = rig_intrinsic(camera, width, height)
+        cam2ego = _finite_array(entry.get("cam2ego"), (4, 4))
+        if cam2ego is None:
+            cam2ego = rig_cam2ego(camera)
         intrinsics.append(intrinsic)
         cam2egos.append(cam2ego)
         projections.append(ego2img(intrinsic, cam2ego))
@@ -237,46 +328,88 @@ def camera_calibration(anno: dict) -> dict[str, np.ndarray]:
 
 
 # ---------------------------------------------------------------------------------------------------
-# HD map (HF ``rethinklab/Bench2Drive-Map``: ``<Town>_HD_map.npz``, key ``arr`` -> road -> lane -> elements)
+# HD map (HF ``rethinklab/Bench2Drive-Map``: ``<Town>_HD_map.npz``, key ``arr``). ``tools/gen_hdmap.py`` saves
+# ``arr`` as an (N, 2) object array of (road_id, road) pairs; a road maps lane_id -> list of marking elements,
+# plus one key for the road's trigger volumes, spelled ``Trigger_Volumes`` by the generator and the Zoo reader
+# and ``TriggerVolumes`` in the published format description: both are read.
 
 # Lane-marking types a car must not cross: what the map-boundary loss keeps the plan away from.
 BOUNDARY_TYPES = ("Solid", "SolidSolid")
+TRIGGER_VOLUME_KEYS = ("Trigger_Volumes", "TriggerVolumes")
 
 
 def hd_map_path(map_root: str | os.PathLike, town: str) -> Path:
     return Path(map_root, f"{town}_HD_map.npz")
 
 
-def load_hd_map_boundaries(path: str | os.PathLike, types: tuple[str, ...] = BOUNDARY_TYPES) -> list[np.ndarray]:
-    """World (N, 2) polylines of the lane markings of ``types`` in a Bench2Drive HD-map file.
+def hd_map_roads(arr) -> dict:
+    """The road dict of an HD map's ``arr``: the shipped (N, 2) pairs array, a 0-d object array, or a dict."""
+    if isinstance(arr, np.ndarray) and arr.dtype == object and arr.shape == ():
+        arr = arr.item()
+    if isinstance(arr, dict):
+        return arr
+    if isinstance(arr, np.ndarray) and arr.ndim == 2 and arr.shape[1] == 2:
+        return {row[0]: row[1] for row in arr}
+    if isinstance(arr, np.ndarray) and arr.ndim == 1 and len(arr) == 0:
+        return {}
+    raise ValueError(f"expected an (N, 2) array of (road_id, road) pairs, got {type(arr).__name__} "
+                     f"of shape {getattr(arr, 'shape', None)}")
 
-    Each element's ``Points`` is a list of ``((x, y, z), (roll, pitch, yaw)[, is_junction])``; road entries
-    that are not lane dicts (trigger volumes) are ignored.
-    """
+
+def load_hd_map(path: str | os.PathLike) -> dict:
+    """road_id -> road dict of a Bench2Drive HD-map file; damage raises :class:`CorruptFrameError`."""
     try:
         with np.load(path, allow_pickle=True) as data:
-            roads = data["arr"]
-    except (OSError, KeyError, ValueError) as exc:
+            return hd_map_roads(data["arr"])
+    except (OSError, KeyError, ValueError, TypeError, EOFError) as exc:
         raise CorruptFrameError(f"unreadable HD map ({exc})", path) from None
-    if isinstance(roads, np.ndarray) and roads.shape == ():
-        roads = roads.item()
+
+
+def _element_points(element: dict) -> np.ndarray:
+    """World (N, 3) points of a marking element (``Points``: ``((x, y, z), (roll, pitch, yaw)[, junction])``)."""
+    points = []
+    for point in element.get("Points", ()):
+        location = point[0] if np.ndim(point[0]) == 1 else point
+        points.append([float(v) for v in location[:3]])
+    return np.asarray(points, dtype=np.float64).reshape(-1, 3)
+
+
+def load_hd_map_boundaries(path: str | os.PathLike, types: tuple[str, ...] = BOUNDARY_TYPES) -> list[np.ndarray]:
+    """World (N, 3) polylines of the lane markings of ``types`` in a Bench2Drive HD-map file."""
     polylines = []
-    for lanes in roads.values():
-        if not isinstance(lanes, dict):
+    for road in load_hd_map(path).values():
+        if not isinstance(road, dict):
             continue
-        for elements in lanes.values():
-            if not isinstance(elements, (list, tuple)):
+        for lane_id, elements in road.items():
+            if lane_id in TRIGGER_VOLUME_KEYS or not isinstance(elements, (list, tuple)):
                 continue
             for element in elements:
                 if not isinstance(element, dict) or element.get("Type") not in types:
                     continue
-                points = np.asarray([p[0][:2] for p in element.get("Points", ())], dtype=np.float64)
+                points = _element_points(element)
                 if len(points) >= 2:
                     polylines.append(points)
     return polylines
 
 
+def load_hd_map_trigger_volumes(path: str | os.PathLike) -> list[dict]:
+    """Trigger volumes of an HD map: ``{"type": "StopSign"|"TrafficLight", "points": (K, 3), "parent": (3,)}``."""
+    volumes = []
+    for road in load_hd_map(path).values():
+        if not isinstance(road, dict):
+            continue
+        for key in TRIGGER_VOLUME_KEYS:
+            for volume in road.get(key) or ():
+                points = np.asarray(volume.get("Points", ()), dtype=np.float64).reshape(-1, 3)
+                parent = volume.get("ParentActor_Location")
+                volumes.append(dict(type=str(volume.get("Type")), points=points,
+                                    parent=None if parent is None else np.asarray(parent, dtype=np.float64)))
+    return volumes
+
+
 __all__ = ["ClipName", "CorruptFrameError", "parse_clip_name", "find_clips", "frame_ids", "anno_path", "image_path",
            "read_annotation", "check_jpeg", "yaw_matrix", "ue_matrix", "compass_to_yaw", "ego_world2ego", "ego_pose",
-           "to_ego", "ego_speed", "rig_intrinsic", "rig_cam2ego", "ego2img", "camera_calibration", "BOUNDARY_TYPES",
-           "hd_map_path", "load_hd_map_boundaries"]
+           "to_ego", "to_ego3", "relative_yaw", "ego_speed", "EXPERT_ACTIONS", "expert_assessment_path",
+           "read_expert_action", "rig_intrinsic", "rig_cam2ego", "ego2img", "camera_calibration", "BOUNDARY_TYPES",
+           "TRIGGER_VOLUME_KEYS", "hd_map_path", "hd_map_roads",
+           "load_hd_map", "load_hd_map_boundaries", "load_hd_map_trigger_volumes"]

@@ -33,7 +33,11 @@ FRAME_RATE = 10.0
 SAMPLE_INTERVAL = int(round(WAYPOINT_DT * FRAME_RATE))  # 10 Hz frames per 2 Hz waypoint
 NUM_HISTORY_STEPS = 4        # 2 s of past positions at 2 Hz
 MAX_AGENTS = 32              # nearest agents kept for the collision loss
-AGENT_RADIUS = 50.0          # metres; farther agents cannot touch a 3 s plan
+AGENT_RADIUS = 75.0          # metres (2-D), Bench2Drive-Zoo's MAX_DISTANCE
+AGENT_MAX_DZ = 10.0          # metres of height difference to the ego, Zoo's FILTER_Z_SHRESHOLD (overpasses)
+LABEL_RULES = ("last", "question")   # where the meta-action QA of a Chat-B2D-plus file is (see meta_action_from_vqa)
+CONTROL_SOURCES = ("expert", "anno")  # expert_assessment's action (Zoo), or the anno's throttle/steer/brake
+LABEL_SOURCES = ("vqa", "derived", "missing")
 DEFAULT_SPEED_LIMIT = 30.0 / 3.6  # CARLA's urban default when no speed-limit sign has been passed
 AGENT_CLASSES = ("vehicle", "walker")
 MAP_RADIUS = 30.0            # metres of road boundary kept around the ego (the plan reaches ~25 m)
@@ -92,7 +96,7 @@ class BoundaryMap:
 
     def __init__(self, polylines: list[np.ndarray]):
         self.polylines = [_densify(p, MAP_POINT_SPACING) for p in polylines]
-        self.boxes = np.array([[*p.min(0), *p.max(0)] for p in self.polylines]).reshape(-1, 4)
+        self.boxes = np.array([[*p[:, :2].min(0), *p[:, :2].max(0)] for p in self.polylines]).reshape(-1, 4)
 
     def around(self, world2ego: np.ndarray, ego_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(K, P, 2)`` ego-frame pieces within ``MAP_RADIUS`` (nearest first) and their ``(K, P)`` mask."""
@@ -120,13 +124,13 @@ class BoundaryMap:
 
 
 def _densify(polyline: np.ndarray, spacing: float) -> np.ndarray:
-    """Points every ``spacing`` metres along ``polyline`` (both ends kept)."""
+    """Points every ``spacing`` metres along ``polyline`` (both ends kept; any number of coordinates)."""
     seg = np.linalg.norm(np.diff(polyline, axis=0), axis=1)
     arc = np.concatenate([[0.0], np.cumsum(seg)])
     if arc[-1] <= 0:
         return polyline[:1]
     samples = np.append(np.arange(0.0, arc[-1], spacing), arc[-1])
-    return np.stack([np.interp(samples, arc, polyline[:, 0]), np.interp(samples, arc, polyline[:, 1])], axis=1)
+    return np.stack([np.interp(samples, arc, polyline[:, k]) for k in range(polyline.shape[1])], axis=1)
 
 
 @lru_cache(maxsize=2)  # a worker indexes clips of one or two towns at a time (jobs are sorted by town)
@@ -176,15 +180,25 @@ def read_vqa_turns(path: str | os.PathLike) -> list[tuple[str, str]]:
         raise b2d.CorruptFrameError(f"malformed Chat-B2D VQA ({exc})", path) from None
 
 
-def meta_action_from_vqa(turns: list[tuple[str, str]]) -> tuple[int, int] | None:
-    """(speed, path) from the decision QA of a Chat-B2D-plus file, or None when it has none."""
+def meta_action_from_vqa(turns: list[tuple[str, str]], rule: str = "last") -> tuple[int, int] | None:
+    """(speed, path) from the meta-action QA of a Chat-B2D-plus file, or None when it has none.
+
+    ``rule="last"`` reads the last QA pair, as upstream MindDrive's loader does (it takes the file's last pair
+    as the meta-action QA whatever its question says); ``rule="question"`` reads the first pair whose question
+    contains ``DECISION_QUESTION``.
+    """
     from minddrive.constants import DECISION_QUESTION
 
-    for question, answer in turns:
-        if DECISION_QUESTION in question:
-            speed, path = parse_meta_action(answer)
-            if speed >= 0:
-                return speed, path
+    if rule == "last":
+        candidates = turns[-1:]
+    elif rule == "question":
+        candidates = [(q, a) for q, a in turns if DECISION_QUESTION in q]
+    else:
+        raise ValueError(f"label rule must be one of {LABEL_RULES}, got {rule!r}")
+    for _, answer in candidates:
+        speed, path = parse_meta_action(answer)
+        if speed >= 0:
+            return speed, path
     return None
 
 
@@ -198,7 +212,7 @@ def _speed_limit_from_signs(anno: dict, world2ego: np.ndarray) -> float | None:
         loc = box.get("center") or box.get("location")
         if not loc or len(loc) < 2:
             continue
-        x, y = b2d.to_ego(world2ego, np.asarray(loc[:2], dtype=np.float64))[0]
+        x, y = b2d.to_ego(world2ego, np.asarray(loc[:3], dtype=np.float64))[0]
         if 0.0 < x < 20.0 and abs(y) < 10.0 and (best is None or x < best[0]):
             try:
                 best = (x, float(type_id.rsplit(".", 1)[1]) / 3.6)
@@ -208,17 +222,18 @@ def _speed_limit_from_signs(anno: dict, world2ego: np.ndarray) -> float | None:
 
 
 def _box_center(box: dict) -> np.ndarray:
+    """World centre: (3,) where the box has a height, else (2,) (then read on the ego's ground plane)."""
     loc = box.get("center") if box.get("center") is not None else box["location"]
-    return np.asarray(loc[:2], dtype=np.float64)
+    return np.asarray(loc[:3], dtype=np.float64)
 
 
-def _box_yaw(box: dict) -> float:
+def _box_local2world(box: dict) -> np.ndarray:
     # Static (parked) vehicles have unreliable rotation; their world2vehicle is authoritative.
     for key in ("world2vehicle", "world2ped"):
         if box.get(key) is not None:
-            local2world = np.linalg.inv(np.asarray(box[key], dtype=np.float64))
-            return math.atan2(local2world[1, 0], local2world[0, 0])
-    return math.radians(float(box["rotation"][2]))
+            return np.linalg.inv(np.asarray(box[key], dtype=np.float64))
+    pitch, roll, yaw = (float(v) for v in box["rotation"][:3])
+    return b2d.ue_matrix(0.0, 0.0, 0.0, pitch, roll, yaw)
 
 
 @dataclass
@@ -237,7 +252,7 @@ class _Clip:
         self.dir = self.root / self.clip
         self.frames = sorted(self.annos)
         self.pose = {f: np.linalg.inv(m) for f, m in self.world2ego.items()}
-        self.position = {f: p[:2, 3].copy() for f, p in self.pose.items()}
+        self.position = {f: p[:3, 3].copy() for f, p in self.pose.items()}  # world x, y, z
         self.speeds = {f: _speed_with_fallback(f, self.annos, self.position) for f in self.frames}
         # Route nodes: the ordered distinct navigation targets seen along the clip.
         self.nodes, self.node_of_frame = [], {}
@@ -247,13 +262,14 @@ class _Clip:
                 self.nodes.append(target)
             self.node_of_frame[f] = len(self.nodes) - 1
 
-    def ego(self, f: int, world_xy) -> np.ndarray:
-        """World points -> the ego frame of frame ``f``."""
-        return b2d.to_ego(self.world2ego[f], world_xy)
+    def ego(self, f: int, world_points) -> np.ndarray:
+        """World points ((N, 3), or (N, 2) on the ego's ground plane) -> ego-frame x, y of frame ``f``."""
+        return b2d.to_ego(self.world2ego[f], world_points)
 
 
 def build_clip_infos(root: str | os.PathLike, clip: str, vqa_root: str | None = None,
-                     vqa_splits: tuple[str, ...] = ("train", "val"), map_root: str | None = None) -> ClipResult:
+                     vqa_splits: tuple[str, ...] = ("train", "val"), map_root: str | None = None,
+                     label_rule: str = "last", controls: str = "expert") -> ClipResult:
     """Records for every usable frame of ``root/clip``; skipped frames are listed with path and reason.
 
     A frame is skipped when its annotation is unreadable or has no usable ego pose, when one of its six
@@ -288,8 +304,11 @@ def build_clip_infos(root: str | os.PathLike, clip: str, vqa_root: str | None = 
             continue
         vqa_path = find_vqa_file(vqa_root, clip_dir.name, f, vqa_splits)
         try:
-            vqa_meta = meta_action_from_vqa(read_vqa_turns(vqa_path)) if vqa_path is not None else None
-            result.infos.append(_frame_record(data, f, images, vqa_path, vqa_meta, speed_limit or DEFAULT_SPEED_LIMIT))
+            vqa_meta = meta_action_from_vqa(read_vqa_turns(vqa_path), label_rule) if vqa_path is not None else None
+            record = _frame_record(data, f, images, vqa_path, vqa_meta, speed_limit or DEFAULT_SPEED_LIMIT)
+            if controls == "expert":
+                _controls_from_expert(record, clip_dir, f)
+            result.infos.append(record)
         except b2d.CorruptFrameError as exc:
             result.skipped.append((exc.path or str(b2d.anno_path(clip_dir, f)), exc.reason))
         except (KeyError, TypeError, ValueError, IndexError) as exc:
@@ -336,7 +355,8 @@ def _frame_record(data: _Clip, f: int, images: list[Path], vqa_path: Path | None
         label_source = "vqa"
     else:
         profile = [data.speeds[f]] + [data.speeds[g] for g in fut_frames if g in data.annos]
-        speed_action, path_action, label_source = derive_speed_action(profile), command, "derived"
+        speed_action, path_action = derive_speed_action(profile), command
+        label_source = "derived" if speed_action >= 0 else "missing"
 
     agent_boxes, agent_mask = _agent_futures(anno, data.annos, fut_frames, data.world2ego[f], data.pose[f])
     if data.boundary_map is not None:
@@ -351,7 +371,7 @@ def _frame_record(data: _Clip, f: int, images: list[Path], vqa_path: Path | None
         anno_path=os.path.relpath(b2d.anno_path(data.dir, f), data.root),
         image_paths=[os.path.relpath(p, data.root) for p in images],
         vqa_path=None if vqa_path is None else os.path.relpath(vqa_path, data.vqa_root),
-        ego_pose=np.array([*data.position[f], math.atan2(pose[1, 0], pose[0, 0])], dtype=np.float64),
+        ego_pose=np.array([*data.position[f][:2], math.atan2(pose[1, 0], pose[0, 0])], dtype=np.float64),
         ego_state=_ego_state(anno, data.speeds[f], speed_limit),
         ego_history=history, ego_fut_traj=fut_traj, ego_fut_mask=fut_mask,
         path_points=path_points, path_mask=path_mask,
@@ -360,6 +380,7 @@ def _frame_record(data: _Clip, f: int, images: list[Path], vqa_path: Path | None
         image_size=calib["image_size"],
         agent_boxes=agent_boxes, agent_mask=agent_mask, map_boundaries=map_boundaries, map_mask=map_mask,
         speed_action=int(speed_action), path_action=int(path_action), label_source=label_source,
+        control_source="anno",
     )
 
 
@@ -382,7 +403,7 @@ def _speed_with_fallback(frame: int, annos: dict[int, dict], position: dict[int,
     speed = b2d.ego_speed(annos[frame])
     if speed is not None:
         return speed
-    for a, b in ((frame, frame + 1), (frame - 1, frame)):
+    for a, b in ((frame, frame + 1), (frame - 1, frame)):  # 3-D displacement: the car's own path length
         if a in position and b in position:
             return float(np.linalg.norm(position[b] - position[a]) * FRAME_RATE)
     return 0.0
@@ -401,14 +422,22 @@ def _ego_state(anno: dict, speed: float, speed_limit: float) -> np.ndarray:
 
 def _agent_futures(anno: dict, annos: dict[int, dict], fut_frames: list[int], world2ego: np.ndarray,
                    ego2world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Future boxes ``[x, y, length, width, yaw]`` (current ego frame) of the nearest agents, matched by id."""
-    ego_yaw = math.atan2(ego2world[1, 0], ego2world[0, 0])
+    """Future boxes ``[x, y, length, width, yaw]`` (current ego frame) of the nearest agents, matched by id.
+
+    Agents are kept as Bench2Drive-Zoo keeps boxes: within ``AGENT_RADIUS`` (2-D) and ``AGENT_MAX_DZ`` of the
+    ego's height (a car on an overpass is no collision). Zoo's third filter, visibility in the depth images,
+    is not applied: these boxes feed the collision loss, and a car hidden behind a truck still occupies road.
+    """
+    ego_z = float(ego2world[2, 3])
     agents = []
     for box in anno["bounding_boxes"][1:]:
         if box.get("class") not in AGENT_CLASSES or box.get("id") is None:
             continue
-        xy = b2d.to_ego(world2ego, _box_center(box))[0]
-        distance = float(np.hypot(*xy))
+        center = _box_center(box)
+        location = box.get("location") or center
+        if len(location) >= 3 and abs(float(location[2]) - ego_z) > AGENT_MAX_DZ:
+            continue
+        distance = float(np.hypot(*(center[:2] - ego2world[:2, 3])))
         if distance <= AGENT_RADIUS:
             agents.append((distance, str(box["id"])))
     agents = [agent_id for _, agent_id in sorted(agents)[:MAX_AGENTS]]
@@ -423,11 +452,25 @@ def _agent_futures(anno: dict, annos: dict[int, dict], fut_frames: list[int], wo
             if i is None:
                 continue
             x, y = b2d.to_ego(world2ego, _box_center(box))[0]
-            yaw = (_box_yaw(box) - ego_yaw + math.pi) % (2 * math.pi) - math.pi
+            yaw = b2d.relative_yaw(world2ego, _box_local2world(box))
             extent = box.get("extent") or [0.0, 0.0, 0.0]
             boxes[i, t] = (x, y, 2.0 * extent[0], 2.0 * extent[1], yaw)
             mask[i, t] = 1.0
     return boxes, mask
+
+
+def _controls_from_expert(record: dict, clip_dir: Path, frame: int) -> None:
+    """Overwrite the record's steer/throttle/brake with the frame's ``expert_assessment`` action, as Zoo reads
+    them (the anno's controls are the ones applied, the expert's are its decision); kept when absent."""
+    from minddrive.constants import EGO_STATE_FIELDS
+
+    action = b2d.read_expert_action(clip_dir, frame)
+    if action is None:
+        return
+    state = record["ego_state"]
+    for name, value in zip(("throttle", "steer", "brake"), action):
+        state[EGO_STATE_FIELDS.index(name)] = value
+    record["control_source"] = "expert"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -443,18 +486,33 @@ def read_split_file(path: str | os.PathLike) -> set[str]:
     return {Path(p).name for p in data["val"]}
 
 
-def _build_one(job: tuple[str, str, str | None, tuple[str, ...], str | None]) -> ClipResult:
-    root, clip, vqa_root, splits, map_root = job
-    return build_clip_infos(root, clip, vqa_root, splits, map_root)
+def _build_one(job: tuple) -> ClipResult:
+    root, clip, vqa_root, splits, map_root, label_rule, controls = job
+    return build_clip_infos(root, clip, vqa_root, splits, map_root, label_rule=label_rule, controls=controls)
+
+
+def label_counts(infos: list[dict]) -> dict[str, int]:
+    """How many records got their meta-action label from each source (``LABEL_SOURCES``)."""
+    counts = dict.fromkeys(LABEL_SOURCES, 0)
+    for info in infos:
+        counts[info["label_source"]] = counts.get(info["label_source"], 0) + 1
+    return counts
 
 
 def build_info_index(root: str | os.PathLike, split_file: str | os.PathLike | None, out: str | os.PathLike,
                      vqa_root: str | None = None, workers: int = 0, progress: bool = True,
-                     log=print, map_root: str | None = None) -> dict[str, object]:
+                     log=print, map_root: str | None = None, label_rule: str = "last",
+                     controls: str = "expert") -> dict[str, object]:
     """Index all clips under ``root``; write ``b2d_infos_train.pkl`` / ``b2d_infos_val.pkl`` into ``out``.
 
-    Returns a summary ``{"train": n, "val": n, "skipped": [(path, reason)], "clips": n}``.
+    ``label_rule`` says where a Chat-B2D-plus file's meta-action QA is (``LABEL_RULES``); ``controls`` where
+    the ego state's steer/throttle/brake come from (``CONTROL_SOURCES``). Returns a summary ``{"train": n,
+    "val": n, "skipped": [(path, reason)], "clips": n, "labels": {split: {source: n}}}``.
     """
+    if label_rule not in LABEL_RULES:
+        raise UserError(f"label rule: expected one of {', '.join(LABEL_RULES)}, got {label_rule!r}")
+    if controls not in CONTROL_SOURCES:
+        raise UserError(f"controls: expected one of {', '.join(CONTROL_SOURCES)}, got {controls!r}")
     from tqdm import tqdm
 
     if not os.path.isdir(root):
@@ -466,7 +524,8 @@ def build_info_index(root: str | os.PathLike, split_file: str | os.PathLike | No
     if map_root and not os.path.isdir(map_root):
         raise UserError(f"{map_root}: HD map folder not found (expected <Town>_HD_map.npz files)")
     # Sorted by town so each worker's small map cache is reused across consecutive clips.
-    jobs = sorted(((os.fspath(root), clip, vqa_root, _vqa_splits(clip, val_names), map_root) for clip in clips),
+    jobs = sorted(((os.fspath(root), clip, vqa_root, _vqa_splits(clip, val_names), map_root, label_rule, controls)
+                   for clip in clips),
                   key=lambda job: (b2d.parse_clip_name(job[1]).town, job[1]))
 
     results: list[ClipResult] = []
@@ -493,16 +552,20 @@ def build_info_index(root: str | os.PathLike, split_file: str | os.PathLike | No
         log(f"skipped {path}: {reason}")
     log(f"skipped {len(skipped)} frame(s); indexed {len(splits['train'])} train and {len(splits['val'])} val "
         f"frames from {len(clips)} clip(s)")
+    labels = {split: label_counts(infos) for split, infos in splits.items()}
+    for split, counts in labels.items():
+        log(f"{split} meta-action labels ({label_rule} QA pair): " + ", ".join(f"{n} {k}" for k, n in counts.items()))
 
     for split, infos in splits.items():
         metadata = dict(version=INDEX_VERSION, split=split, data_root=os.path.abspath(root),
                         vqa_root=os.path.abspath(vqa_root) if vqa_root else None,
                         map_root=os.path.abspath(map_root) if map_root else None,
-                        sample_interval=SAMPLE_INTERVAL, num_history=NUM_HISTORY_STEPS, skipped=skipped)
+                        sample_interval=SAMPLE_INTERVAL, num_history=NUM_HISTORY_STEPS, skipped=skipped,
+                        label_rule=label_rule, controls=controls, labels=labels[split])
         with atomic_path(Path(out, f"b2d_infos_{split}.pkl")) as tmp:
             with open(tmp, "wb") as handle:
                 pickle.dump(dict(metadata=metadata, infos=infos), handle, protocol=pickle.HIGHEST_PROTOCOL)
-    return dict(train=len(splits["train"]), val=len(splits["val"]), skipped=skipped, clips=len(clips))
+    return dict(train=len(splits["train"]), val=len(splits["val"]), skipped=skipped, clips=len(clips), labels=labels)
 
 
 def _vqa_splits(clip: str, val_names: set[str]) -> tuple[str, ...]:

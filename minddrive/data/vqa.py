@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 
-from minddrive.constants import DECISION_QUESTION, IMAGE_TOKEN
+from minddrive.constants import DECISION_QUESTION, IMAGE_TOKEN, SPEED_TOKENS
 from minddrive.data import prompts
 
 IGNORE_INDEX = -100
@@ -30,8 +30,13 @@ def with_scene_prefix(question: str) -> str:
 
 
 def description_turns(vqa_turns: list[prompts.Turn]) -> list[prompts.Turn]:
-    """Chat-B2D turns other than the meta-action and planning QA (those train in the planning format only)."""
-    turns = [(q, a) for q, a in vqa_turns if DECISION_QUESTION not in q and prompts.PLANNING_QUESTION not in q]
+    """Chat-B2D turns other than the meta-action and planning QA (those train in the planning format only).
+
+    A meta-action QA is known by its question or by a speed token in its answer (Chat-B2D-plus puts it last,
+    and upstream finds it by position, not by question text).
+    """
+    turns = [(q, a) for q, a in vqa_turns if DECISION_QUESTION not in q and prompts.PLANNING_QUESTION not in q
+             and not any(token in a for token in SPEED_TOKENS)]
     if turns:
         turns[0] = (with_scene_prefix(turns[0][0]), turns[0][1])
     return turns

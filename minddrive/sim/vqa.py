@@ -1,9 +1,10 @@
 """Chat-B2D(-plus) style VQA generated from the privileged scene (BENCH2DRIVE.md §6).
 
 One file per frame, a JSON list of turns ``[{"from": "human", "value": Q}, {"from": "gpt", "value": A}]``:
-scene description, critical objects (positions in the ego frame: x forward, y right, metres), the
-meta-action QA (answer built by :func:`minddrive.data.prompts.decision_answer`, so it is token-for-token
-what training expects), a driving-behaviour explanation and the planning QA. Question phrasings are
+scene description, critical objects (positions in the ego frame: x forward, y right, metres), a
+driving-behaviour explanation and, last, the meta-action QA in Chat-B2D-plus's answer text
+(``The car should be <speed_token> <path_token>``: upstream MindDrive reads the file's last pair and takes
+the answer's last two words as the speed and path tokens). The planning QA is not in the file: loaders add it. Question phrasings are
 drawn from templates with a generator seeded per frame, so a dataset is reproducible from its seed.
 The first human turn carries no ``<image>`` prefix: loaders add it, as for the real Chat-B2D files.
 """
@@ -14,8 +15,8 @@ import math
 
 import numpy as np
 
-from minddrive.constants import DECISION_QUESTION, PATH_ACTIONS, SPEED_ACTIONS
-from minddrive.data.prompts import PLANNING_ANSWER, PLANNING_QUESTION, decision_answer
+from minddrive.constants import (DECISION_ANSWER_PREFIX, DECISION_QUESTION, PATH_ACTIONS, PATH_TOKENS, SPEED_ACTIONS,
+                                 SPEED_TOKENS)
 from minddrive.sim.bev import world_to_ego
 from minddrive.sim.scene import LIGHT_STATES, Scene
 
@@ -120,6 +121,11 @@ def explain_behaviour(scene: Scene, speed_index: int, path_index: int) -> str:
     return f"I {speed_words} and {path_words}, {reason}."
 
 
+def meta_action_answer(speed_index: int, path_index: int) -> str:
+    """Chat-B2D-plus's meta-action answer: the prefix, then the speed and the path token, space separated."""
+    return f"{DECISION_ANSWER_PREFIX} {SPEED_TOKENS[speed_index]} {PATH_TOKENS[path_index]}"
+
+
 def frame_vqa(scene: Scene, speed_index: int, path_index: int, seed: int, frame: int) -> list[list[dict]]:
     """The VQA turns of one frame (deterministic for ``(seed, frame)``)."""
     rng = np.random.default_rng([int(seed) & 0x7FFFFFFF, int(frame)])
@@ -130,10 +136,9 @@ def frame_vqa(scene: Scene, speed_index: int, path_index: int, seed: int, frame:
     return [
         turn(DESCRIPTION_QUESTIONS[rng.integers(len(DESCRIPTION_QUESTIONS))], describe_scene(scene)),
         turn(CRITICAL_QUESTIONS[rng.integers(len(CRITICAL_QUESTIONS))], describe_critical(scene)),
-        turn(DECISION_QUESTION, decision_answer(speed_index, path_index)),
         turn(BEHAVIOUR_QUESTION, explain_behaviour(scene, speed_index, path_index)),
-        turn(PLANNING_QUESTION, PLANNING_ANSWER),
+        turn(DECISION_QUESTION, meta_action_answer(speed_index, path_index)),
     ]
 
 
-__all__ = ["frame_vqa", "critical_objects", "describe_scene", "describe_critical", "explain_behaviour"]
+__all__ = ["frame_vqa", "meta_action_answer", "critical_objects", "describe_scene", "describe_critical", "explain_behaviour"]

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from minddrive.constants import CAMERA_FOLDERS, CAMERA_NAMES
-from minddrive.data.prompts import decision_answer
 from minddrive.sim.viewer import example_scene
 from minddrive.sim.writer import frame_annotation, write_clip
 
@@ -129,11 +128,14 @@ def test_vqa_files(clip):
     files = sorted((root / "vqa" / "val" / path.name).iterdir())
     assert [f.name for f in files] == ["00000.json", "00001.json", "00002.json", "00003.json"]
     turns = json.loads(files[0].read_text())
-    assert len(turns) == 5
+    assert len(turns) == 4
     for turn in turns:
         assert [t["from"] for t in turn] == ["human", "gpt"] and all(isinstance(t["value"], str) for t in turn)
-    decision = next(t for t in turns if t[0]["value"] == "What actions should the car be taking?")
-    assert decision[1]["value"] == decision_answer(4, 0) == "The car should be<slow_down><lanefollow>."
+    # Chat-B2D-plus: the meta-action QA is the last pair; upstream splits its answer on spaces.
+    decision = turns[-1]
+    assert decision[0]["value"] == "What actions should the car be taking?"
+    assert decision[1]["value"] == "The car should be <slow_down> <lanefollow>"
+    assert decision[1]["value"].split(" ")[-2:] == ["<slow_down>", "<lanefollow>"]
     critical = turns[1][1]["value"]
     # walker at world (-12, 5), ego at (-20, 1.75) heading 30 deg: ego frame (8.55, -1.19)
     assert "A pedestrian at (8.6, -1.2) meters, ahead in our lane" in critical
