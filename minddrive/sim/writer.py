@@ -9,7 +9,8 @@ One clip = one route driven by the privileged expert::
 Frames are saved at 10 Hz. Everything a loader needs lives in the real keys: nothing extra is written.
 Where the embedded world knows less than CARLA, the field is filled the way a loader reads it and the
 difference is stated here: ``x, y`` are the ground-truth ego location (no GNSS noise or -1.4 m GNSS
-offset), ``theta`` is the exact compass, walker ``speed`` is their real speed (CARLA writes 0), there
+offset), ``theta`` is the exact compass, heights, pitch and roll come from the town's terrain
+(``minddrive.sim.terrain``: the driving itself is planar, what is recorded stands on the height field), walker ``speed`` is their real speed (CARLA writes 0), there
 are no ``road_id/lane_id/section_id``, ``bone`` is empty and ``num_points`` is -1 (no LiDAR).
 A clip is written into a hidden temporary folder and renamed when complete, so re-running skips
 finished clips and never sees half-written ones.
@@ -33,6 +34,7 @@ from minddrive.constants import ABILITIES, CAMERA_FOLDERS, CAMERA_NAMES, CAMERA_
 from minddrive.errors import UserError
 from minddrive.sim.scene import ACTOR_CLASS, ActorState, Scene
 from minddrive.sim.sensors import B2D_IMAGE_SIZE_HW, camera_calibration, carla_matrix, render_cameras
+from minddrive.sim.terrain import Terrain
 from minddrive.sim.vqa import frame_vqa
 from minddrive.utils.io import write_json
 
@@ -73,18 +75,35 @@ def clip_name(scene: Scene, route_number: int) -> str:
 
 # --- annotation ----------------------------------------------------------------------------------
 
-def _pose(actor: ActorState) -> np.ndarray:
-    return carla_matrix(actor.x, actor.y, actor.z, 0.0, 0.0, math.degrees(actor.yaw))
+_TERRAINS: dict[str, Terrain] = {}
 
 
-def _box_geometry(actor: ActorState, world2_key: str) -> dict[str, Any]:
-    pose = _pose(actor)
+def terrain(town: str) -> Terrain:
+    if town not in _TERRAINS:
+        _TERRAINS[town] = Terrain(town)
+    return _TERRAINS[town]
+
+
+def _pose(actor: ActorState, town: str) -> np.ndarray:
+    return terrain(town).pose(actor.x, actor.y, actor.yaw, up=actor.z)
+
+
+def _rotation(pose: np.ndarray) -> list[float]:
+    """``[pitch, roll, yaw]`` in degrees of a pose matrix, the collector's order."""
+    pitch = math.degrees(math.asin(max(-1.0, min(1.0, float(pose[2, 0])))))
+    roll = math.degrees(math.atan2(-pose[2, 1], pose[2, 2]))
+    return [pitch, roll, math.degrees(math.atan2(pose[1, 0], pose[0, 0]))]
+
+
+def _box_geometry(actor: ActorState, world2_key: str, town: str) -> dict[str, Any]:
+    pose = _pose(actor, town)
     ext = np.asarray(actor.extent, dtype=np.float64)
     signs = np.array([[sx, sy, sz] for sx in (1, -1) for sy in (1, -1) for sz in (1, -1)], dtype=np.float64)
     local = signs * ext + np.array([0.0, 0.0, ext[2]])            # bbx_loc = (0, 0, half height)
     world_cord = local @ pose[:3, :3].T + pose[:3, 3]
-    return {"location": [actor.x, actor.y, actor.z], "rotation": [0.0, 0.0, math.degrees(actor.yaw)],
-            "bbx_loc": [0.0, 0.0, float(ext[2])], "center": [actor.x, actor.y, actor.z + float(ext[2])],
+    center = pose[:3, :3] @ [0.0, 0.0, ext[2]] + pose[:3, 3]
+    return {"location": pose[:3, 3].tolist(), "rotation": _rotation(pose),
+            "bbx_loc": [0.0, 0.0, float(ext[2])], "center": center.tolist(),
             "extent": ext.tolist(), "world_cord": world_cord.tolist(), world2_key: np.linalg.inv(pose).tolist()}
 
 
@@ -94,12 +113,12 @@ def _paint(actor_id: int) -> str:
     return ",".join(str(int(c)) for c in actor_color("vehicle", actor_id))
 
 
-def actor_box(actor: ActorState, ego: ActorState) -> dict[str, Any]:
-    """One ``bounding_boxes`` entry (BENCH2DRIVE.md §1.6) for an actor of the snapshot."""
+def actor_box(actor: ActorState, ego: ActorState, town: str = "") -> dict[str, Any]:
+    """One ``bounding_boxes`` entry (BENCH2DRIVE.md §1.6) for an actor of the snapshot, on ``town``'s terrain."""
     cls = ACTOR_CLASS.get(actor.kind, "vehicle")
     key = {"ego_vehicle": "world2ego", "vehicle": "world2vehicle", "walker": "world2ped"}.get(cls, "world2sign")
     box: dict[str, Any] = {"class": cls, "id": str(actor.id), "type_id": actor.type_id}
-    box.update(_box_geometry(actor, key))
+    box.update(_box_geometry(actor, key, town))
     box["semantic_tags"] = [_SEMANTIC_TAG.get(actor.kind, 14)]
     box["distance"] = float(math.hypot(actor.x - ego.x, actor.y - ego.y))
     if cls == "ego_vehicle":
@@ -116,24 +135,26 @@ def actor_box(actor: ActorState, ego: ActorState) -> dict[str, Any]:
     return box
 
 
-def _guard_box(cls: str, guard, type_id: str, ego: ActorState) -> dict[str, Any]:
+def _guard_box(cls: str, guard, type_id: str, ego: ActorState, town: str = "") -> dict[str, Any]:
     """Traffic light / stop sign entry: pose, level-bbox geometry and the trigger volume on its stop line."""
     line = np.asarray(guard.stop_line, dtype=np.float64).reshape(2, 2)
     middle = line.mean(axis=0)
     along = line[1] - line[0]
     yaw = math.degrees(math.atan2(along[1], along[0]))
-    box = {"class": cls, "id": str(guard.id), "type_id": type_id, "location": [guard.x, guard.y, 0.0],
-           "rotation": [0.0, 0.0, 0.0], "center": [guard.x, guard.y, 2.0], "extent": [0.3, 0.3, 2.0],
+    ground = terrain(town)
+    z, volume_z = ground.height(guard.x, guard.y), ground.height(*middle)
+    box = {"class": cls, "id": str(guard.id), "type_id": type_id, "location": [guard.x, guard.y, z],
+           "rotation": [0.0, 0.0, 0.0], "center": [guard.x, guard.y, z + 2.0], "extent": [0.3, 0.3, 2.0],
            "semantic_tags": [7 if cls == "traffic_light" else 8],
            "distance": float(math.hypot(guard.x - ego.x, guard.y - ego.y)),
            "affects_ego": bool(guard.affects_ego),
-           "trigger_volume_location": [float(middle[0]), float(middle[1]), 0.0],
+           "trigger_volume_location": [float(middle[0]), float(middle[1]), float(volume_z)],
            "trigger_volume_rotation": [0.0, 0.0, yaw % 360.0],
            "trigger_volume_extent": [float(np.hypot(*along) / 2), 1.0, 1.0]}
     if cls == "traffic_light":
         box["state"] = int(guard.state)
     else:
-        box["world2sign"] = np.linalg.inv(carla_matrix(guard.x, guard.y, 0.0)).tolist()
+        box["world2sign"] = np.linalg.inv(carla_matrix(guard.x, guard.y, z)).tolist()
     return box
 
 
@@ -146,20 +167,19 @@ def _route_point_ahead(scene: Scene, metres: float) -> np.ndarray:
     return rest[min(int(np.searchsorted(arc, metres)), len(rest) - 1)]
 
 
-def _sensor_entries(ego_pose: np.ndarray, ego_yaw_deg: float, width: int, height: int) -> dict[str, Any]:
+def _sensor_entries(ego_pose: np.ndarray, width: int, height: int) -> dict[str, Any]:
     calib = camera_calibration(width, height)
     sensors: dict[str, Any] = {}
     for i, name in enumerate(CAMERA_NAMES):
         cam2ego = calib["cam2ego"][i].astype(np.float64)
         cam2world = ego_pose @ cam2ego
-        sensors[name] = {"location": cam2world[:3, 3].tolist(),
-                         "rotation": [0.0, 0.0, ego_yaw_deg + CAMERA_RIG[name]["yaw"]],
+        sensors[name] = {"location": cam2world[:3, 3].tolist(), "rotation": _rotation(cam2world),
                          "intrinsic": calib["cam_intrinsic"][i].astype(np.float64).tolist(),
                          "world2cam": np.linalg.inv(cam2world).tolist(), "cam2ego": cam2ego.tolist(),
                          "fov": CAMERA_RIG[name]["fov"], "image_size_x": int(width), "image_size_y": int(height)}
     lidar2ego = carla_matrix(**LIDAR_MOUNT)
     lidar2world = ego_pose @ lidar2ego
-    sensors["LIDAR_TOP"] = {"location": lidar2world[:3, 3].tolist(), "rotation": [0.0, 0.0, ego_yaw_deg],
+    sensors["LIDAR_TOP"] = {"location": lidar2world[:3, 3].tolist(), "rotation": _rotation(lidar2world),
                             "world2lidar": np.linalg.inv(lidar2world).tolist(), "lidar2ego": lidar2ego.tolist()}
     return sensors
 
@@ -169,25 +189,25 @@ def frame_annotation(scene: Scene, image_size: tuple[int, int] = B2D_IMAGE_SIZE_
     """The ``anno/{frame}.json.gz`` content of ``scene`` with Bench2Drive's top-level keys (§1.4)."""
     ego = scene.ego
     height, width = image_size
-    yaw_deg = math.degrees(ego.yaw)
-    ego_pose = _pose(ego)
+    ego_pose = _pose(ego, scene.town)
     rot = ego_pose[:3, :3]
     near, far = _route_point_ahead(scene, 8.0), _route_point_ahead(scene, 30.0)
     target = np.asarray(scene.target_point, dtype=np.float64)
     steer, throttle, brake = (float(v) for v in scene.control)
-    acceleration = rot.T @ np.asarray(scene.acceleration, dtype=np.float64) + np.array([0.0, 0.0, GRAVITY])
+    # An accelerometer reads the acceleration minus gravity, in the body axes (pitched on a slope).
+    acceleration = rot.T @ (np.asarray(scene.acceleration, dtype=np.float64) + np.array([0.0, 0.0, GRAVITY]))
     angular_velocity = rot.T @ np.asarray(scene.angular_velocity, dtype=np.float64)
 
-    boxes = [actor_box(ego, ego)]
+    boxes = [actor_box(ego, ego, scene.town)]
     for actor in scene.actors:
         if math.hypot(actor.x - ego.x, actor.y - ego.y) <= SAVE_DISTANCE:
-            boxes.append(actor_box(actor, ego))
+            boxes.append(actor_box(actor, ego, scene.town))
     for light in scene.traffic_lights:
         if math.hypot(light.x - ego.x, light.y - ego.y) <= SAVE_DISTANCE:
-            boxes.append(_guard_box("traffic_light", light, "traffic.traffic_light", ego))
+            boxes.append(_guard_box("traffic_light", light, "traffic.traffic_light", ego, scene.town))
     for sign in scene.stop_signs:
         if math.hypot(sign.x - ego.x, sign.y - ego.y) <= SAVE_DISTANCE:
-            boxes.append(_guard_box("traffic_sign", sign, "traffic.stop", ego))
+            boxes.append(_guard_box("traffic_sign", sign, "traffic.stop", ego, scene.town))
     option = int(scene.road_option)
     return {
         "x": float(ego.x), "y": float(ego.y),
@@ -201,7 +221,7 @@ def frame_annotation(scene: Scene, image_size: tuple[int, int] = B2D_IMAGE_SIZE_
         "weather": weather_dict(scene.weather_id),
         "acceleration": acceleration.tolist(), "angular_velocity": angular_velocity.tolist(),
         "bounding_boxes": boxes,
-        "sensors": _sensor_entries(ego_pose, yaw_deg, width, height),
+        "sensors": _sensor_entries(ego_pose, width, height),
     }
 
 

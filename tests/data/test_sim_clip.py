@@ -50,12 +50,16 @@ def test_same_structures_as_a_real_format_clip(sim_clip, train_infos):
 
 
 def test_waypoints_agree_with_the_gnss_fields(sim_clip):
-    # Independent route to the same number: the writer's x, y, theta (GT here) vs the loader's world2ego path.
+    # Independent route to the same number: the writer's x, y, theta (GT here), the ego's height and pitch vs
+    # the loader's world2ego path. The clip stands on the town's terrain: a height and a slope.
     clip, infos = sim_clip
     anno = [json.load(gzip.open(clip / "anno" / f"{f:05d}.json.gz")) for f in (0, 5)]
-    yaw = anno[0]["theta"] - math.pi / 2
-    dx, dy = anno[1]["x"] - anno[0]["x"], anno[1]["y"] - anno[0]["y"]
-    expected = [math.cos(yaw) * dx + math.sin(yaw) * dy, -math.sin(yaw) * dx + math.cos(yaw) * dy]
-    np.testing.assert_allclose(infos[0]["ego_fut_traj"][0], expected, atol=1e-3)
+    ego = [a["bounding_boxes"][0] for a in anno]
+    assert ego[0]["location"][2] > 10.0 and abs(ego[0]["rotation"][0]) > 0.05   # metres up, pitched
+    yaw, pitch = anno[0]["theta"] - math.pi / 2, math.radians(ego[0]["rotation"][0])
+    step = np.array([anno[1]["x"] - anno[0]["x"], anno[1]["y"] - anno[0]["y"], ego[1]["location"][2] - ego[0]["location"][2]])
+    forward = np.array([math.cos(pitch) * math.cos(yaw), math.cos(pitch) * math.sin(yaw), math.sin(pitch)])
+    assert infos[0]["ego_fut_traj"][0][0] == pytest.approx(float(step @ forward), abs=2e-3)
+    assert abs(infos[0]["ego_fut_traj"][0][1]) < 0.05
     assert infos[0]["ego_fut_traj"][0][0] > 1.0  # it drove forward
     np.testing.assert_array_equal(infos[0]["ego_fut_mask"], [1, 1, 0, 0, 0, 0])

@@ -89,18 +89,23 @@ def test_annotation_keys_types_and_values(clip):
     assert (first["steer"], first["brake"], first["should_brake"]) == (0.1, 0.6, 1)
     # 0.1 s apart at 8 m/s along a 30 deg heading
     assert second["x"] - first["x"] == pytest.approx(0.8 * math.cos(math.radians(30)), abs=1e-6)
-    assert first["acceleration"][2] == pytest.approx(9.81)
     boxes = first["bounding_boxes"]
     ego = boxes[0]
+    # The town's terrain: metres up, and at rest the accelerometer reads g along the pitched, rolled body z.
+    pitch, roll = (math.radians(a) for a in ego["rotation"][:2])
+    assert ego["location"][2] > 10.0 and 0.0 < math.hypot(pitch, roll) < math.radians(8.0)
+    assert first["acceleration"][2] == pytest.approx(9.81 * math.cos(pitch) * math.cos(roll))
     assert ego["class"] == "ego_vehicle" and ego["id"] == "0" and ego["semantic_tags"] == [[14]]
     world2ego = np.array(ego["world2ego"])
     assert np.allclose(world2ego @ [*ego["location"], 1.0], [0, 0, 0, 1], atol=1e-9)
     assert {b["class"] for b in boxes} == {"ego_vehicle", "vehicle", "walker", "traffic_sign", "traffic_light"}
     lead = next(b for b in boxes if b["id"] == "11")
-    assert lead["rotation"] == [0.0, 0.0, 0.0] and lead["state"] == "dynamic" and lead["speed"] == 6.0
+    assert lead["rotation"][2] == pytest.approx(0.0) and lead["state"] == "dynamic" and lead["speed"] == 6.0
+    assert lead["location"][:2] == pytest.approx([-8.0, 1.75])
     corners = np.array(lead["world_cord"])
     assert corners.shape == (8, 3)
-    assert np.allclose(corners[0], [-8.0 + 1.85, 1.75 + 0.9, 2 * 0.77])    # +x +y +z first
+    local = np.array(lead["world2vehicle"]) @ [*corners[0], 1.0]
+    assert np.allclose(local[:3], [1.85, 0.9, 2 * 0.77])    # +x +y +z first
     assert np.allclose(corners.mean(axis=0), lead["center"])
     light = next(b for b in boxes if b["class"] == "traffic_light")
     assert light["state"] == 0 and light["affects_ego"] is True
@@ -114,9 +119,10 @@ def test_sensor_entries_project_like_bench2drive(clip):
     assert tuple(front) == CAMERA_KEYS and (front["image_size_x"], front["image_size_y"]) == (160, 90)
     # A world point 10 m in front of the front camera's lens at lens height lands on the image centre,
     # following the official get_image_point: world2cam, (y, -z, x), K, divide.
-    yaw = math.radians(30.0)
+    cam2world = np.linalg.inv(np.array(front["world2cam"]))
     lens = np.array(front["location"])
-    point = lens + 10.0 * np.array([math.cos(yaw), math.sin(yaw), 0.0])
+    assert np.allclose(cam2world[:3, 3], lens)
+    point = lens + 10.0 * cam2world[:3, 0]     # along the optical axis (pitched with the car on a slope)
     cam = np.array(front["world2cam"]) @ [*point, 1.0]
     pixel = np.array(front["intrinsic"]) @ [cam[1], -cam[2], cam[0]]
     assert pixel[:2] / pixel[2] == pytest.approx([80.0, 45.0], abs=1e-6)
