@@ -1,18 +1,8 @@
-# Closed-loop inference with the qwen2_05B MindDrive (DESIGN.md §2): the real model config, weights from
+# Closed-loop inference with the qwen2_05B MindDrive on a GPU: the real model config, weights from
 # ckpts/Qwen2-0.5B and the checkpoint given with --ckpt (never a hub).
 #   minddrive eval adzoo/minddrive/configs/minddrive_qwen2_05B_infer.py --ckpt <ckpt> --suite sim-b2d-mini
-_base_ = ["./_base_/models/minddrive_qwen2_05b.py", "./_base_/default_runtime.py"]
+_base_ = ["./_base_/models/minddrive_qwen2_05b.py", "./_base_/envs/closed_loop_gpu.py", "./_base_/default_runtime.py"]
 
-# The embedded simulator renders the six cameras at the model's input size.
-env = dict(type="EmbeddedDriveEnv", render=True, image_size={{_base_.image_size}})
-# `minddrive eval` runs the model on the GPU, bf16 with merged adapters (as the GPU rollouts: world batches vary
-# in size as routes end, so no compile or graphs); --cfg-options eval_driver.device=cpu on a machine without one.
-eval_driver = dict(decision_interval=5, device="cuda", policy=dict(dtype="bfloat16", merge_adapters=True))
-# Bench2Drive leaderboard agent (team_code/minddrive_b2d_agent.py): CARLA ticks at 20 Hz, decide at 2 Hz.
-# The GPU inference path of benchmarks/RESULTS.md (#10): bf16, regional compile, CUDA graphs, LoRA adapters
-# merged into copies of the weights (0.5B act at batch 1: 28.3-28.6 ms on an H100, run 6). vit_float8=True
-# runs the ViT's matmuls in float8 (26.2 ms there): an approximation, opt-in after validating it.
-agent = dict(decision_interval=10, tick_dt=0.05, image_size={{_base_.image_size}},
-             policy=dict(dtype="bfloat16", compile="inductor", cuda_graphs=True, merge_adapters=True))
-suite = "sim-b2d-mini"
+env = dict(image_size={{_base_.image_size}})
+agent = dict(image_size={{_base_.image_size}})
 work_dir = "work_dirs/minddrive_qwen2_05B_infer"

@@ -1,19 +1,11 @@
-# MindDrive Qwen2-0.5B imitation learning. Stage 1: VQA pre-training (scene description, critical objects, with history); no planning tokens.
+# MindDrive Qwen2-0.5B imitation learning. Stage 1: VQA pre-training (scene description, critical objects, with
+# history); no planning tokens. Only the action expert's LoRA trains in the LLM (il_6e.py: `trainable`).
 #   ./adzoo/minddrive/minddrive_dist_train.sh adzoo/minddrive/configs/minddrive_qwen2_05b_train_stage1.py 8
 _base_ = [
-    "_base_/models/minddrive_qwen2_05b.py",
-    "_base_/datasets/b2d.py",
-    "_base_/schedules/il_6e.py",
-    "_base_/default_runtime.py",
+    "./_base_/models/minddrive_qwen2_05b.py",
+    "./_base_/datasets/b2d.py",
+    "./_base_/schedules/il_6e.py",
+    "./_base_/default_runtime.py",
 ]
 
-stage = 1
-data = dict(train=dict(stage=1), val=dict(stage=1))
-# Only the action expert's LoRA trains in the LLM; the rest are the non-LLM parts of this stage.
-trainable = ("action_expert", "vision", "query_decoder", "projector")
-# The previous stage's work dir (its newest checkpoint) or a checkpoint directory.
-load_from = None
 work_dir = "work_dirs/minddrive_qwen2_05b_train_stage1"
-# Crash safety: an atomic checkpoint every `interval` iterations, the newest `max_keep` kept.
-checkpoint_config = dict(by_epoch=False, interval=2000, max_keep=3)
-log_config = dict(interval=50)

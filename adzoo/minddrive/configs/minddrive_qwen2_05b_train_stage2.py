@@ -1,19 +1,10 @@
-# MindDrive Qwen2-0.5B imitation learning. Stage 2: planning QA only (waypoint tokens, decoupled speed/path, meta-actions, collision loss).
+# MindDrive Qwen2-0.5B imitation learning. Stage 2: planning QA only (waypoint tokens, decoupled speed/path,
+# meta-actions, collision loss), from stage 1's weights.
 #   ./adzoo/minddrive/minddrive_dist_train.sh adzoo/minddrive/configs/minddrive_qwen2_05b_train_stage2.py 8
-_base_ = [
-    "_base_/models/minddrive_qwen2_05b.py",
-    "_base_/datasets/b2d.py",
-    "_base_/schedules/il_6e.py",
-    "_base_/default_runtime.py",
-]
+_base_ = ["./minddrive_qwen2_05b_train_stage1.py"]
 
 stage = 2
 data = dict(train=dict(stage=2), val=dict(stage=2))
-# Only the action expert's LoRA trains in the LLM; the rest are the non-LLM parts of this stage.
 trainable = ("action_expert", "vision", "query_decoder", "projector", "trajectory_head")
-# The previous stage's work dir (its newest checkpoint) or a checkpoint directory.
-load_from = "work_dirs/minddrive_qwen2_05b_train_stage1"
+load_from = {{_base_.work_dir}}  # stage 1's newest checkpoint
 work_dir = "work_dirs/minddrive_qwen2_05b_train_stage2"
-# Crash safety: an atomic checkpoint every `interval` iterations, the newest `max_keep` kept.
-checkpoint_config = dict(by_epoch=False, interval=2000, max_keep=3)
-log_config = dict(interval=50)

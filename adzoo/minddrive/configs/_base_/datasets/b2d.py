@@ -1,7 +1,7 @@
 # Real Bench2Drive Base (1000 clips) + Chat-B2D-plus. Build the index first:
 #   minddrive prepare-data --root data/bench2drive --out data/infos --vqa-root data/chat-b2d-plus \
 #       --split-file data/splits/bench2drive_base_train_val_split.json --workers 16
-# Stage configs override data.train.stage / data.val.stage (1: VQA, 2: planning QA, 3: mixed) and the tokenizer
+# Stage 1 (VQA) here; stage 2 / 3 configs override data.train.stage / data.val.stage (2: planning QA, 3: mixed)
 # (mmengine resolves the variables below inside this file, so overriding `stage` alone changes nothing).
 
 data_root = "data/bench2drive"
@@ -9,7 +9,7 @@ info_root = "data/infos"
 vqa_root = "data/chat-b2d-plus"
 tokenizer = dict(type="pretrained", path="ckpts/Qwen2-0.5B")  # must match model.llm.tokenizer
 input_size = (640, 640)  # (W, H) per camera, EVA-02-L/16 input as upstream
-stage = 2
+stage = 1
 
 train_pipeline = [
     dict(type="LoadMultiViewImages"),

@@ -23,5 +23,5 @@ train_cfg = dict(
 test_cfg = dict(batch_size=4)
 # Stage 1 leaves the planning head idle and the aux heads may be off: DDP must tolerate unused parameters.
 strategy = dict(type="ddp", find_unused_parameters=True)
-# checkpoint_config / log_config belong to _base_/default_runtime.py (mmengine forbids a key in two bases);
-# the stage configs set them: iteration checkpoints every 2000, log every 50.
+# Stage 1 trains the vision side and the action expert's LoRA on VQA; stage 2 adds the trajectory head.
+trainable = ("action_expert", "vision", "query_decoder", "projector")
