@@ -8,14 +8,17 @@ from pathlib import Path
 
 from minddrive.config import load_config
 from minddrive.errors import UserError
+from minddrive.rl.settings import ReturnParams
 
 
 def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
     if verb == "decouple":
         parser.add_argument("rollouts", nargs="+", help="rollout folder(s) written by 'minddrive collect'")
         parser.add_argument("--out", required=True, help="output folder for step files and dataset_index.pkl")
-        parser.add_argument("--gamma", type=float, default=None, help="discount (default: config rl.gamma or 0.99)")
-        parser.add_argument("--gae-lambda", type=float, default=None, help="GAE lambda (default: config or 0.95)")
+        parser.add_argument("--gamma", type=float, default=None,
+                            help=f"discount (default: config rl.gamma or {ReturnParams.gamma})")
+        parser.add_argument("--gae-lambda", type=float, default=None,
+                            help=f"GAE lambda (default: config rl.gae_lambda or {ReturnParams.gae_lambda})")
         parser.add_argument("--config", default=None, help="read rl.gamma / rl.gae_lambda from this config")
         return
     parser.add_argument("config", help="mmengine Python config")
@@ -43,10 +46,11 @@ def run(args: argparse.Namespace) -> int:
     if args.verb == "decouple":
         from minddrive.rl.decouple import decouple
 
-        rl_cfg = load_config(args.config).get("rl", {}) if args.config else {}
-        gamma = args.gamma if args.gamma is not None else rl_cfg.get("gamma", 0.99)
-        lam = args.gae_lambda if args.gae_lambda is not None else rl_cfg.get("gae_lambda", 0.95)
-        index = decouple(args.rollouts, args.out, gamma=gamma, gae_lambda=lam)
+        values = dict(load_config(args.config).get("rl") or {}) if args.config else {}
+        values.update({key: value for key, value in (("gamma", args.gamma), ("gae_lambda", args.gae_lambda))
+                       if value is not None})
+        returns = ReturnParams.from_config(values, args.config or "decouple")
+        index = decouple(args.rollouts, args.out, gamma=returns.gamma, gae_lambda=returns.gae_lambda)
         print(f"decouple: {len(index['steps'])} steps from {index['num_episodes']} episodes "
               f"(mean return {index['mean_return']:.3f}) -> {Path(args.out) / 'dataset_index.pkl'}")
         return 0

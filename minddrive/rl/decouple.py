@@ -31,6 +31,7 @@ from minddrive.errors import UserError
 from minddrive.rl.buffer import list_episodes, read_episode, unpack_obs
 from minddrive.rl.collector import load_run_meta
 from minddrive.rl.gae import compute_gae
+from minddrive.rl.settings import ReturnParams
 from minddrive.utils.io import atomic_path
 
 INDEX_NAME = "dataset_index.pkl"
@@ -57,8 +58,9 @@ def load_index(path: str | os.PathLike) -> dict:
     return index
 
 
-def decouple(rollout_dirs: Iterable[str | os.PathLike], out_dir: str | os.PathLike, gamma: float = 0.99,
-             gae_lambda: float = 0.95, show_progress: bool = True) -> dict:
+def decouple(rollout_dirs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
+             gamma: float = ReturnParams.gamma, gae_lambda: float = ReturnParams.gae_lambda,
+             show_progress: bool = True) -> dict:
     """Split every episode buffer of ``rollout_dirs`` into step files under ``out_dir``; returns the index."""
     rollout_dirs = [Path(d) for d in rollout_dirs]
     out_dir = Path(out_dir)

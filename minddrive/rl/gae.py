@@ -6,12 +6,12 @@ import numpy as np
 
 
 def compute_gae(rewards: np.ndarray, values: np.ndarray, terminated: bool, last_value: float,
-                gamma: float = 0.99, lam: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+                gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
     """Advantages and returns of one episode, computed in one backward pass.
 
     ``terminated``: the episode truly ended (route completed or a penalty event), so the value after
     the last step is 0. Otherwise it was cut off (tick limit, collection budget) and ``last_value``
-    = V(s_T) bootstraps what would have followed.
+    = V(s_T) bootstraps what would have followed. ``gamma`` / ``lam``: see ``ReturnParams`` (config ``rl``).
     """
     rewards = np.asarray(rewards, dtype=np.float64)
     values = np.asarray(values, dtype=np.float64)

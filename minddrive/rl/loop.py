@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from minddrive.errors import UserError
+from minddrive.rl.settings import ReturnParams, config_file
 from minddrive.utils.io import read_json, write_json
 
 
@@ -79,13 +80,14 @@ def rl_loop(cfg: Any, il_ckpt: str | os.PathLike, work_dir: str | os.PathLike, i
         iterations = int(cfg.get("rl_iterations", 3))
     from minddrive.rl.collector import collect
     from minddrive.rl.decouple import INDEX_NAME, decouple
-    from minddrive.rl.ppo import train_ppo
+    from minddrive.rl.ppo import ppo_settings, train_ppo
 
     if not Path(il_ckpt).exists():
         raise UserError(f"--ckpt {il_ckpt}: checkpoint not found")
+    returns = ReturnParams.from_config(cfg.get("rl"), config_file(cfg))
+    ppo_settings(cfg)  # a bad PPO setting fails now, not after the baseline evaluation and the first rollouts
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    gamma, gae_lambda = float(cfg.rl.get("gamma", 0.99)), float(cfg.rl.get("gae_lambda", 0.95))
     per_iteration = int(cfg.rl_routes.get("count", 0)) if cfg.rl_routes.get("type", "seeds") == "seeds" else 1
 
     baseline = evaluate_checkpoint(cfg, il_ckpt, work_dir / "baseline" / "eval", show_progress)  # resumes
@@ -102,7 +104,7 @@ def rl_loop(cfg: Any, il_ckpt: str | os.PathLike, work_dir: str | os.PathLike, i
             started = time.monotonic()
             summary = collect(cfg, ckpt, it / "rollouts", num_workers=num_workers, ray_address=ray_address,
                               route_offset=(k - 1) * per_iteration, show_progress=show_progress)
-            decouple([it / "rollouts"], it / "decoupled", gamma=gamma, gae_lambda=gae_lambda,
+            decouple([it / "rollouts"], it / "decoupled", gamma=returns.gamma, gae_lambda=returns.gae_lambda,
                      show_progress=show_progress)
             ppo = train_ppo(cfg, ckpt, it / "decoupled" / INDEX_NAME, it / "ppo", show_progress=show_progress)
             scores = evaluate_checkpoint(cfg, ppo["ckpt"], it / "eval", show_progress)

@@ -28,7 +28,7 @@ import inspect
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from minddrive.errors import UserError
 from minddrive.eval.driver import stack_memory
 from minddrive.models.compile import compile_model_regions, own_gradients, regional_compile_options
 from minddrive.rl.decouple import load_index, read_step
+from minddrive.rl.settings import config_file, read_settings, setting
 from minddrive.rl.workers import load_policy, policy_module, save_policy
 
 
@@ -50,55 +51,52 @@ from minddrive.rl.workers import load_policy, policy_module, save_policy
 class PPOHyperParams:
     """Every knob of the PPO update (config key ``ppo``); defaults are the upstream values."""
 
-    epochs: int = 10                    # passes over the collected steps
-    batch_size: int = 32                # minibatch size per process (upstream: 32 per GPU x 8 GPUs)
-    learning_rate: float = 1e-5         # AdamW
-    weight_decay: float = 0.0
-    clip_coef: float = 0.2              # PPO ratio clip
-    value_coef: float = 0.5             # weight of the value MSE
-    kl_coef: float = 0.5                # weight of KL(rollout-time distribution || current)
-    entropy_coef: float = 0.0           # entropy bonus (upstream: none)
-    max_grad_norm: float = 1.0
-    normalize_advantages: bool = True   # per minibatch
-    target_kl: float | None = None      # stop the update early once approx-KL exceeds this
-    trainable: tuple[str, ...] = ("decision_expert", "value_expert", "value_head")  # parameter-name patterns
-    num_workers: int = 0                # DataLoader processes reading step files
+    epochs: int = setting(10, "int", 1)                  # passes over the collected steps
+    batch_size: int = setting(32, "int", 1)              # minibatch per process (upstream: 32 per GPU x 8 GPUs)
+    learning_rate: float = setting(1e-5, "number", 0)    # AdamW
+    weight_decay: float = setting(0.0, "number", 0)
+    clip_coef: float = setting(0.2, "number", 0, above=True)    # PPO ratio clip
+    value_coef: float = setting(0.5, "number", 0)        # weight of the value MSE
+    kl_coef: float = setting(0.5, "number", 0)           # weight of KL(rollout-time distribution || current)
+    entropy_coef: float = setting(0.0, "number", 0)      # entropy bonus (upstream: none)
+    max_grad_norm: float = setting(1.0, "number", 0, above=True)
+    normalize_advantages: bool = setting(True, "bool")   # per minibatch
+    # Stop the update early once approx-KL exceeds this.
+    target_kl: float | None = setting(None, "number", 0, above=True, optional=True)
+    # Parameter-name patterns.
+    trainable: tuple[str, ...] = setting(("decision_expert", "value_expert", "value_head"), "names")
+    num_workers: int = setting(0, "int", 0)              # DataLoader processes reading step files
     # Temperature of the policy's distribution in the loss; must be the rollout's (the stored old
     # log-probs are of the temperature-scaled distribution). None: ``rollout.temperature``.
-    temperature: float | None = None
+    temperature: float | None = setting(None, "number", 0, above=True, optional=True)
     # Score the steps with the learner before the first epoch and use those as the old log-probs. Where
     # rollouts run another numeric path than the learner (bf16 weights and merged adapters on the GPU vs
-    # float32 masters under autocast), the stored log-probs differ from the learner's before any update (taken
-    # action: mean 0.02-0.03, max 0.05-0.10 on the tiny model, ``benchmarks/logprob_gap.py``), so ratios start
-    # away from 1 and the clip bites on noise. Costs one gradient-free pass over the steps; the gap is logged
-    # as ``behaviour_log_prob_gap`` either way.
-    recompute_old_log_probs: bool = False
+    # float32 masters under autocast), the stored log-probs differ from the learner's before any update
+    # (``benchmarks/logprob_gap.py`` measures the gap), so ratios start away from 1 and the clip bites on noise.
+    # Costs one gradient-free pass over the steps; the gap is logged as ``behaviour_log_prob_gap`` either way.
+    recompute_old_log_probs: bool = setting(False, "bool")
     # Encode each step's cameras once per update and reuse the scene tokens in later epochs, where the scene
     # encoder is frozen (``SceneCache``). Off: every epoch re-encodes every step.
-    cache_scenes: bool = True
+    cache_scenes: bool = setting(True, "bool")
     # The learner's regional torch.compile, as ``train_cfg.compile`` (``minddrive.models.compile``): a backend
-    # name or dict(backend, mode, llm_mode). Eager, a 0.5B minibatch of 32 on an H100 is launch-bound; the GPU
-    # RL configs replay the LLM layers from CUDA graphs (benchmarks/RESULTS.md, run 9). None: eager.
+    # name or dict(backend, mode, llm_mode); the GPU RL configs replay the LLM layers from CUDA graphs, since
+    # the eager update is bound by launching small kernels. None: eager.
     compile: Any = None
     # Steps per forward and backward inside a minibatch (gradients add up; one optimiser step per minibatch of
-    # ``batch_size``): the 3B's minibatch of 32 does not fit an 80 GB GPU in one pass. None: the whole minibatch.
-    micro_batch_size: int | None = None
-    seed: int = 0
+    # ``batch_size``), for minibatches that do not fit the GPU in one pass. None: the whole minibatch.
+    micro_batch_size: int | None = setting(None, "int", 1, optional=True)
+    seed: int = setting(0, "int", 0)
 
     @classmethod
-    def from_config(cls, cfg: dict | None) -> "PPOHyperParams":
-        cfg = dict(cfg or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(cfg) - known)
-        if unknown:
-            raise UserError(f"ppo.{unknown[0]}: unknown PPO hyper-parameter; expected one of: {', '.join(sorted(known))}")
-        if "trainable" in cfg:
-            cfg["trainable"] = tuple(cfg["trainable"])
-        regional_compile_options(cfg.get("compile"), "ppo.compile")  # a bad setting fails before any loading
-        micro = cfg.get("micro_batch_size")
-        if micro is not None and (not isinstance(micro, int) or isinstance(micro, bool) or micro < 1):
-            raise UserError(f"ppo.micro_batch_size: expected None or a positive integer, got {micro!r}")
-        return cls(**cfg)
+    def from_config(cls, values: dict | None, where: str = "config") -> "PPOHyperParams":
+        """From the ``ppo`` section; ``where`` (the config file) names the file in errors."""
+        regional_compile_options((values or {}).get("compile"), "ppo.compile")  # fails before any loading
+        return read_settings(cls, values, "ppo", where)
+
+
+def ppo_settings(cfg: Any) -> PPOHyperParams:
+    """The ``ppo`` section of a loaded config, with the run's ``seed`` unless ``ppo.seed`` is set."""
+    return PPOHyperParams.from_config(dict(dict(seed=cfg.get("seed", 0)), **(cfg.get("ppo") or {})), config_file(cfg))
 
 
 class StepDataset(Dataset):
@@ -122,7 +120,7 @@ class StepDataset(Dataset):
 class EpochSteps(Dataset):
     """The steps ``order`` of ``dataset`` for one epoch. Those in ``without_images`` (their scene tokens are
     cached) are read without their camera images where the dataset can (``read(i, images=False)``): decoding a
-    step's six 640x640 PNGs took ~53 ms of host time, more than the GPU spends on the step in an epoch."""
+    step's six 640x640 PNGs costs more host time than the GPU spends on the step in an epoch."""
 
     def __init__(self, dataset: Dataset, order: list[int], without_images: frozenset[int] = frozenset()):
         self.dataset, self.order = dataset, order
@@ -390,7 +388,7 @@ def train_ppo(cfg: Any, ckpt: str | os.PathLike, index_path: str | os.PathLike, 
     """``minddrive ppo``: PPO from ``ckpt`` on ``index_path``; writes ``work_dir/ckpt`` (rank 0)."""
     from minddrive.utils.seed import seed_everything
 
-    hp = PPOHyperParams.from_config(dict(dict(seed=int(cfg.get("seed", 0))), **(cfg.get("ppo") or {})))
+    hp = ppo_settings(cfg)
     if hp.temperature is None:
         hp.temperature = float((cfg.get("rollout") or {}).get("temperature", 1.0))
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1

@@ -15,7 +15,7 @@ def test_unknown_ppo_hyper_parameter_names_the_key(tmp_path, capsys):
     index = tmp_path / "i.pkl"
     index.write_bytes(b"")
     assert main(["ppo", str(cfg), "--ckpt", str(tmp_path), "--index", str(index)]) == 2
-    assert "ppo.epoch: unknown PPO hyper-parameter" in capsys.readouterr().err
+    assert f"{cfg}: ppo.epoch: unknown setting; expected one of: batch_size," in capsys.readouterr().err
 
 
 def test_rl_loop_needs_an_existing_checkpoint(tmp_path, capsys):

@@ -308,5 +308,5 @@ def test_micro_batches_give_the_whole_minibatch_update(tmp_path):
     assert whole["approx_kl"] > 1e-6 and whole["clip_fraction"] >= 0
     assert micro == pytest.approx(whole, rel=1e-4, abs=1e-6)
     assert all(torch.allclose(micro_weights[k], whole_weights[k], atol=1e-5) for k in whole_weights)
-    with pytest.raises(Exception, match=r"ppo.micro_batch_size: expected None or a positive integer, got 0"):
+    with pytest.raises(Exception, match=r"config: ppo.micro_batch_size = 0: expected None or an integer >= 1"):
         PPOHyperParams.from_config(dict(micro_batch_size=0))
