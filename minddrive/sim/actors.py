@@ -218,6 +218,12 @@ class ActorArrays:
         active = self.active[worlds]
         self.x[worlds], self.y[worlds], self.yaw[worlds] = np.where(active, x, 1e6), np.where(active, y, 1e6), yaw
 
+    def crash(self, hit: np.ndarray) -> None:
+        """Actors ``hit`` (W, M) in contact with the ego stop where they are and stay there."""
+        self.speed[hit] = 0.0
+        self.mode[hit] = MODE_STATIC
+        self.brake_until[hit] = -np.inf
+
     def boxes(self) -> np.ndarray:
         """(W, M, 5) x, y, yaw, half length, half width."""
         return np.stack([self.x, self.y, self.yaw, self.half_length, self.half_width], axis=-1)

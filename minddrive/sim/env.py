@@ -13,6 +13,7 @@ import numpy as np
 
 from minddrive.registry import ENVS
 from minddrive.sim.base import DriveEnv, validate_control
+from minddrive.sim.criteria import BLOCKED_SECONDS
 from minddrive.sim.vector import VecDriveEnv
 
 
@@ -22,7 +23,7 @@ class EmbeddedDriveEnv(DriveEnv):
 
     dt = VecDriveEnv.dt
 
-    def __init__(self, render: bool = False, image_size: tuple[int, int] = (256, 448), blocked_seconds: float = 40.0,
+    def __init__(self, render: bool = False, image_size: tuple[int, int] = (256, 448), blocked_seconds: float = BLOCKED_SECONDS,
                  scenario: str | None = None):
         self.core = VecDriveEnv(1, render=render, image_size=image_size, blocked_seconds=blocked_seconds,
                                 scenario=scenario)

@@ -72,7 +72,8 @@ def _vehicle(rng, path, s0, speed, role="", **kw) -> ActorSpec:
 
 
 def _static_car(rng, xy, yaw, role="blocker", type_id=None) -> ActorSpec:
-    return ActorSpec(kind="static", type_id=type_id or "static.prop.parked_" + str(rng.choice(VEHICLE_TYPES))[8:],
+    """A parked or wrecked car: Bench2Drive spawns these as vehicles (collision class vehicle, .6), never props."""
+    return ActorSpec(kind="static", type_id=type_id or str(rng.choice(VEHICLE_TYPES)),
                      path=np.asarray(xy)[None], mode=MODE_STATIC, extent=(2.3, 1.0, 0.75), role=role,
                      yaw_override=float(yaw))
 
@@ -179,7 +180,7 @@ def _obstacle_in_lane(name: str, two_ways: bool):
                 actors.append(ActorSpec(kind="prop", type_id="static.prop.constructioncone", path=np.asarray(xy)[None],
                                         mode=MODE_STATIC, extent=(0.25, 0.25, 0.4), role="blocker", yaw_override=yaw))
             elif name.startswith("Accident") and k == 0:
-                actors.append(_static_car(rng, xy, yaw, type_id="static.prop.police_vehicle.dodge.charger_police_2020"))
+                actors.append(_static_car(rng, xy, yaw, type_id="vehicle.dodge.charger_police_2020"))
             else:
                 actors.append(_static_car(rng, xy, yaw + (float(rng.uniform(-0.15, 0.15)) if k else 0.0)))
         if two_ways:
@@ -331,7 +332,9 @@ def _yield_to_emergency(rng, p) -> ScenarioWorld:
 def _invading_turn(rng, p) -> ScenarioWorld:
     net = _network(rng, "4way", lanes=1)
     route = _route(net, 0.0, approach=140.0, exit_len=80.0)
-    invade = float(p.get("offset", rng.uniform(1.6, 1.9)))
+    # Bench2Drive's offset (0.18-0.34 m on its routes) is into the ego's lane; the flow's centre sits
+    # offset + half a lane - 0.7 m from its own lane centre.
+    invade = float(p.get("offset", rng.uniform(0.18, 0.34))) + LANE_WIDTH / 2 - 0.7
     path, _ = _lane_path(net, 0.0, EGO_ARM)
     path = path + invade * right_normal(np.arctan2(np.gradient(path[:, 1]), np.gradient(path[:, 0])) + np.pi) * 1.0
     from minddrive.sim.roads import resample
@@ -341,8 +344,8 @@ def _invading_turn(rng, p) -> ScenarioWorld:
     for _ in range(3):
         actors.append(_vehicle(rng, path, s, float(rng.uniform(7, 9)), role="invader", sees_ego=False))
         s -= float(rng.uniform(25, 40))
-    return _world("InvadingTurn", net, route, actors, rng, zone=(20.0, float(route.length) - 10),
-                  lane_test_off=(0.0, float(route.length)), ego_speed=6.0)
+    # No lane-test exemption: the ego makes room inside its own lane, as the leaderboard judges it.
+    return _world("InvadingTurn", net, route, actors, rng, zone=(20.0, float(route.length) - 10), ego_speed=6.0)
 
 
 # -------------------------------------------------------------------------------------------- registry
@@ -377,6 +380,17 @@ SCENARIO_BUILDERS: dict[str, Callable[[np.random.Generator, dict], ScenarioWorld
     "T_Junction": _junction("T_Junction", 0.0, "none", "cross"),
 }
 SCENARIO_TYPES = tuple(SCENARIO_BUILDERS)
+
+# Types whose Bench2Drive scenario class runs a ScenarioTimeout behaviour (240 s; ActorBlockedTest is
+# off while it runs). The others have no scenario timeout at all.
+SCENARIO_TIMEOUT_TYPES = frozenset({
+    "Accident", "AccidentTwoWays", "ParkedObstacle", "ParkedObstacleTwoWays", "HazardAtSideLane",
+    "HazardAtSideLaneTwoWays", "ConstructionObstacle", "ConstructionObstacleTwoWays", "VehicleOpensDoorTwoWays",
+    "ParkingExit", "SequentialLaneChange", "InvadingTurn", "BlockedIntersection", "CrossingBicycleFlow",
+    "EnterActorFlow", "EnterActorFlowV2", "HighwayExit", "MergerIntoSlowTraffic", "MergerIntoSlowTrafficV2",
+    "InterurbanActorFlow", "InterurbanAdvancedActorFlow", "SignalizedJunctionLeftTurn", "NonSignalizedJunctionLeftTurn",
+    "SignalizedJunctionLeftTurnEnterFlow", "NonSignalizedJunctionLeftTurnEnterFlow", "SignalizedJunctionRightTurn",
+    "NonSignalizedJunctionRightTurn", "T_Junction"})
 
 # Further Bench2Drive types, built as the closest family above (same ability, approximate
 # situation), so a suite listing all 44 types runs; the record keeps the requested type name.

@@ -16,10 +16,11 @@ from minddrive.constants import EGO_STATE_DIM, ROAD_OPTION, path_index_from_road
 from minddrive.errors import UserError
 from minddrive.sim import actors as A
 from minddrive.sim.base import KEY_POINT_SPACING, NUM_ROUTE_POINTS, ROUTE_NODES, ROUTE_POINT_SPACING, TARGET_MIN_DISTANCE
-from minddrive.sim.criteria import RouteCriteria
+from minddrive.sim.criteria import BLOCKED_SECONDS, RouteCriteria
 from minddrive.sim.records import route_record, score_penalty
 from minddrive.sim.roads import right_normal, wrap_angle
-from minddrive.sim.scenarios import ALL_RED, GREEN, LIGHT_PERIOD, YELLOW, SCENARIO_TYPES, ScenarioWorld, build_scenario
+from minddrive.sim.scenarios import (ALL_RED, GREEN, LIGHT_PERIOD, SCENARIO_TIMEOUT_TYPES, SCENARIO_TYPES, YELLOW,
+                                      ScenarioWorld, build_scenario)
 
 MAX_ACTORS = 16
 _NO_ACTORS = [""] * MAX_ACTORS  # actor kinds / type ids of a world that has no route loaded yet
@@ -44,7 +45,7 @@ class VecDriveEnv:
     dt = 0.1
 
     def __init__(self, num_worlds: int, render: bool = False, image_size: tuple[int, int] = (256, 448),
-                 blocked_seconds: float = 40.0, scenario: str | None = None):
+                 blocked_seconds: float = BLOCKED_SECONDS, scenario: str | None = None):
         if num_worlds < 1:
             raise UserError(f"num_worlds: expected >= 1, got {num_worlds}")
         W = self.num_worlds = int(num_worlds)
@@ -65,6 +66,7 @@ class VecDriveEnv:
         self.light_valid = np.zeros((W, MAX_LIGHTS), bool)
         self.ego_light = np.full(W, -1)
         self._penalty = np.ones(W)
+        self.walker = np.zeros((W, MAX_ACTORS), bool)           # actors a car does not stop against
         self.worlds: list[ScenarioWorld | None] = [None] * W
         self.meta: list[dict] = [{} for _ in range(W)]
         self._calibration = None
@@ -135,12 +137,15 @@ class VecDriveEnv:
         self.light_offset[i] = world.light_offset
         self._penalty[i] = 1.0
         self.actors.load(i, world.actors)
+        self.walker[i] = False
+        self.walker[i, :len(world.actors)] = [a.kind == "walker" for a in world.actors]
         ev = [k for k, a in enumerate(world.actors) if a.role == "emergency"]
         light_stop = world.lights[self.ego_light[i]].route_stop_s if self.ego_light[i] >= 0 else np.inf
         stop_s = world.stop_signs[0].route_stop_s if world.stop_signs else np.inf
         self.criteria.reset_world(i, route_len=float(n - 1), light_stop_s=light_stop, stop_sign_s=stop_s,
                                   zone=world.zone, lane_off=world.lane_test_off, ev_slot=ev[0] if ev else -1,
-                                  light_id=1000 + int(self.ego_light[i]))
+                                  light_id=1000 + int(self.ego_light[i]),
+                                  scenario_timeout=scenario_type in SCENARIO_TIMEOUT_TYPES)
 
     # -------------------------------------------------------------------------------------- step
     def step(self, controls) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, list[dict]]:
@@ -152,6 +157,17 @@ class VecDriveEnv:
         # 1. Ego dynamics (finished worlds stay where they are).
         x, y, yaw, speed, steer, accel, yaw_rate = A.ego_dynamics(self.x, self.y, self.yaw, self.speed,
                                                                   self.steer_angle, controls, dt)
+        # Rigid contact: a move into a car, bicycle or obstacle ahead does not happen; the ego stops
+        # where it was (it never passes through). The contact is judged at the speed it hit with.
+        stopped_by = self._contacts(np.stack([x, y, yaw], -1)) & ~self.walker & live[:, None]
+        ahead = (self.actors.x - self.x[:, None]) * np.cos(self.yaw)[:, None] + \
+            (self.actors.y - self.y[:, None]) * np.sin(self.yaw)[:, None] > 0
+        stopped_by &= ahead
+        blocked = stopped_by.any(1)
+        contact_speed = speed.copy()
+        x, y, yaw = np.where(blocked, self.x, x), np.where(blocked, self.y, y), np.where(blocked, self.yaw, yaw)
+        accel = np.where(blocked, -self.speed / dt, accel)
+        speed, yaw_rate = np.where(blocked, 0.0, speed), np.where(blocked, 0.0, yaw_rate)
         keep = lambda new, old: np.where(live, new, old)
         accel_world = np.stack([np.cos(yaw), np.sin(yaw)], -1) * accel[:, None] + \
             np.stack([-np.sin(yaw), np.cos(yaw)], -1) * (speed * yaw_rate)[:, None]
@@ -167,11 +183,10 @@ class VecDriveEnv:
         self._project_on_route()
         A.step_actors(self.actors, self.ego_box(), self.speed, self.progress, light_red, self.time, dt)
 
-        # 3. Criteria on the new state.
-        # Broad phase first: the exact box test runs only when some actor is within reach.
-        reach = A.EGO_EXTENT[0] + np.hypot(self.actors.half_length, self.actors.half_width) + 0.5
-        near = self.actors.active & (np.hypot(self.actors.x - self.x[:, None], self.actors.y - self.y[:, None]) < reach)
-        hits = A.boxes_overlap(self.ego_box()[:, None, :], self.actors.boxes()) & near if near.any() else near
+        # 3. Criteria on the new state. An actor in contact with the ego stops where it is (crashed).
+        hits = (self._contacts(np.stack([self.x, self.y, self.yaw], -1)) | stopped_by) & live[:, None]
+        if hits.any():
+            self.actors.crash(hits)
         ego_red = np.where(self.ego_light >= 0, np.take_along_axis(lights, np.clip(self.ego_light, 0, None)[:, None], 1)[:, 0] == 0, False)
         W = self.num_worlds
         idx = np.clip(np.round(self.progress).astype(int), 0, self.route_n - 1)
@@ -180,14 +195,15 @@ class VecDriveEnv:
         bg = self.actors.background & self.actors.active & self.actors.started
         events = self.criteria.update(
             time=self.time, live=live,
-            ego=dict(x=self.x, y=self.y, speed=self.speed, half_length=np.full(W, A.EGO_EXTENT[0])),
+            ego=dict(x=self.x, y=self.y, speed=self.speed, half_length=np.full(W, A.EGO_EXTENT[0]),
+                     contact_speed=np.where(blocked, contact_speed, self.speed)),
             progress=self.progress, lateral=lateral, lane_lo=self.route_lo[rows, idx], lane_hi=self.route_hi[rows, idx],
             in_junction=self.route_junction[rows, idx], dist_to_route=np.abs(lateral),
             dist_to_end=np.hypot(*(self.route_pts[rows, self.route_n - 1] - np.stack([self.x, self.y], -1)).T),
-            hits=hits, actor_kind=[m.get("kinds", _NO_ACTORS) for m in self.meta],
-            actor_ids=[[ACTOR_ID_BASE + k for k in range(MAX_ACTORS)]] * W,
-            actor_type_ids=[m.get("type_ids", _NO_ACTORS) for m in self.meta], actor_xy_ego_fwd=self._ahead_of_ego(),
-            light_red=ego_red, bg_speed=np.stack([(self.actors.speed * bg).sum(1), bg.sum(1)], -1))
+            hits=hits, actor_ids=[[ACTOR_ID_BASE + k for k in range(MAX_ACTORS)]] * W,
+            actor_type_ids=[m.get("type_ids", _NO_ACTORS) for m in self.meta],
+            light_red=ego_red, bg_speed=np.stack([(self.actors.speed * bg).sum(1), bg.sum(1)], -1),
+            speed_limit=self.route_limit[rows, idx], ev=self._emergency_vehicle_state())
 
         # 4. Observation.
         rewards = self.criteria.completion - before
@@ -212,6 +228,25 @@ class VecDriveEnv:
     def ego_box(self) -> np.ndarray:
         W = self.num_worlds
         return np.stack([self.x, self.y, self.yaw, np.full(W, A.EGO_EXTENT[0]), np.full(W, A.EGO_EXTENT[1])], -1)
+
+    def _contacts(self, pose: np.ndarray) -> np.ndarray:
+        """(W, M) overlaps of the ego box at ``pose`` (W, 3: x, y, yaw) with every active actor."""
+        W = self.num_worlds
+        reach = A.EGO_EXTENT[0] + np.hypot(self.actors.half_length, self.actors.half_width) + 0.5
+        near = self.actors.active & (np.hypot(self.actors.x - pose[:, :1], self.actors.y - pose[:, 1:2]) < reach)
+        if not near.any():   # broad phase: the exact box test only when some actor is within reach
+            return near
+        box = np.concatenate([pose, np.full((W, 1), A.EGO_EXTENT[0]), np.full((W, 1), A.EGO_EXTENT[1])], -1)
+        return A.boxes_overlap(box[:, None, :], self.actors.boxes()) & near
+
+    def _emergency_vehicle_state(self) -> dict:
+        """What YieldToEmergencyVehicleTest reads: is the ego ahead of the vehicle along its heading."""
+        rows, k = np.arange(self.num_worlds), np.clip(self.criteria.ev_slot, 0, None)
+        act = self.actors
+        ex, ey, eyaw = act.x[rows, k], act.y[rows, k], act.yaw[rows, k]
+        dx, dy = self.x - ex, self.y - ey
+        return dict(ego_ahead=dx * np.cos(eyaw) + dy * np.sin(eyaw) > 0, dist=np.hypot(dx, dy), s=act.s[rows, k],
+                    active=act.active[rows, k] & (self.criteria.ev_slot >= 0))
 
     def _project_on_route(self) -> None:
         """Progress = arc length of the ego's projection, searched in a window around the last one."""

@@ -12,7 +12,7 @@ class Situation:
     """Drive the criteria of one world tick by tick with explicit state."""
 
     def __init__(self, route_len=200.0, **reset):
-        self.c = RouteCriteria(1, 2, blocked_seconds=40.0)
+        self.c = RouteCriteria(1, 2)
         args = dict(route_len=route_len, light_stop_s=np.inf, stop_sign_s=np.inf, zone=(0.0, np.inf),
                     lane_off=(np.inf, np.inf), ev_slot=-1, light_id=1000)
         args.update(reset)
@@ -20,37 +20,72 @@ class Situation:
         self.t, self.route_len = 0.0, route_len
 
     def tick(self, progress, speed=5.0, lateral=0.0, hits=(False, False), red=False, lo=-1.75, hi=2.25,
-             junction=False, ev_ahead=0.0, bg=(0.0, 0.0), dt=0.1, dist_to_end=None):
+             junction=False, ev_ego_ahead=False, ev_dist=100.0, ev_s=0.0, bg=(0.0, 0.0), dt=0.1, dist_to_end=None,
+             x=None, limit=10.0, types=("vehicle.audi.a2", "walker.pedestrian.0001")):
         self.t += dt
         return self.c.update(
-            time=np.array([self.t]), live=~self.c.done, ego=dict(x=np.array([progress]), y=np.zeros(1),
-                                                                  speed=np.array([speed]), half_length=np.array([2.44])),
+            time=np.array([self.t]), live=~self.c.done,
+            ego=dict(x=np.array([progress if x is None else x]), y=np.zeros(1), speed=np.array([speed]),
+                     half_length=np.array([2.44])),
             progress=np.array([progress]), lateral=np.array([lateral]), lane_lo=np.array([lo]), lane_hi=np.array([hi]),
             in_junction=np.array([junction]), dist_to_route=np.array([abs(lateral)]),
             dist_to_end=np.array([self.route_len - progress if dist_to_end is None else dist_to_end]),
-            hits=np.array([hits]), actor_kind=[["vehicle", "walker"]], actor_ids=[[100, 101]],
-            actor_type_ids=[["vehicle.audi.a2", "walker.pedestrian.0001"]],
-            actor_xy_ego_fwd=np.array([[ev_ahead, 0.0]]), light_red=np.array([red]), bg_speed=np.array([bg]))[0]
+            hits=np.array([hits]), actor_ids=[[100, 101]], actor_type_ids=[list(types)],
+            light_red=np.array([red]), bg_speed=np.array([bg]), speed_limit=np.array([limit]),
+            ev=dict(ego_ahead=np.array([ev_ego_ahead]), dist=np.array([ev_dist]), s=np.array([ev_s]),
+                    active=np.array([True])))[0]
 
     @property
     def infractions(self):
         return self.c.infractions[0]
 
 
-def test_collisions_are_deduplicated_per_actor_within_5_s_and_ignored_when_standing():
+def test_collision_with_one_actor_while_creeping_counts_once_however_long():
+    """Old rule: a contact with the same actor counted again every 5 s (8 hits creeping through a car)."""
     s = Situation()
-    s.tick(10, hits=(True, False))
-    for k in range(20):                               # still touching for 2 s: one event
-        s.tick(10 + 0.1 * k, hits=(True, False))
-    assert len(s.infractions["collisions_vehicle"]) == 1
-    assert s.infractions["collisions_vehicle"][0].startswith(
-        "Agent collided against object with type=vehicle.audi.a2 and id=100 at (x=10")
-    s.tick(12, speed=0.05, hits=(False, True))        # standing ego: a walker bumping into it does not count
+    for k in range(300):                              # 30 s of contact creeping 4.5 m
+        s.tick(10 + 0.015 * k, speed=0.15, hits=(True, False))
+    assert s.infractions["collisions_vehicle"] == [
+        "Agent collided against object with type=vehicle.audi.a2 and id=100 at (x=10.0, y=0.0, z=0.0)"]
+
+
+def test_collision_place_is_forgotten_only_once_5_m_away_and_the_actor_after_5_s():
+    s = Situation()
+    s.tick(10.0, hits=(True, False))
+    s.tick(14.9, speed=0.0)
+    s.tick(14.9, dt=20.0)                             # 20 s later, 4.9 m away: another actor is still ignored
+    s.tick(14.9, hits=(False, True))
     assert s.infractions["collisions_pedestrian"] == []
-    for k in range(60):
-        s.tick(20 + k, hits=(False, False))
-    s.tick(90, hits=(True, False))                    # > 5 s later and far away: a new event
-    assert len(s.infractions["collisions_vehicle"]) == 2
+    s.tick(15.2)                                      # 5.2 m away: the place is forgotten
+    s.tick(15.3, hits=(False, True))
+    assert len(s.infractions["collisions_pedestrian"]) == 1
+    same = Situation()
+    same.tick(10.0, hits=(True, False))
+    same.tick(16.0)
+    same.tick(16.1, hits=(True, False), dt=4.8)       # same actor within 5 s: ignored even far away
+    assert len(same.infractions["collisions_vehicle"]) == 1
+    same.tick(22.5, dt=0.3)                           # 5.2 s after it: the actor is forgotten
+    same.tick(22.6, hits=(True, False))
+
+    assert len(same.infractions["collisions_vehicle"]) == 2
+
+
+def test_collision_class_comes_from_the_type_id_and_a_standing_ego_is_not_at_fault():
+    s = Situation()
+    s.tick(10.0, speed=0.09, hits=(True, True))       # standing: nothing, and no place remembered
+    s.tick(10.0, speed=0.1, hits=(True, False), types=("vehicle.dodge.charger_police_2020", "walker.x"))
+    assert len(s.infractions["collisions_vehicle"]) == 1
+    s.tick(30.0)
+    s.tick(30.1, hits=(False, True), types=("vehicle.audi.a2", "static.prop.constructioncone"))
+    assert len(s.infractions["collisions_layout"]) == 1
+
+
+def test_parked_obstacle_cars_are_vehicles_as_bench2drive_spawns_them():
+    from minddrive.sim.scenarios import build_scenario
+
+    for name in ("ParkedObstacle", "Accident", "ParkedObstacleTwoWays", "AccidentTwoWays"):
+        blockers = [a for a in build_scenario(name, 4).actors if a.role == "blocker"]
+        assert blockers and all(a.type_id.startswith("vehicle.") for a in blockers), name
 
 
 def test_red_light_fires_when_the_tail_crosses_the_line_only_if_red():
@@ -75,7 +110,8 @@ def test_stop_sign_requires_standing_in_the_zone(stand):
     assert len(s.infractions["stop_infraction"]) == (0 if stand else 1)
 
 
-def test_outside_route_lanes_counts_route_metres_and_sets_the_penalty():
+def test_outside_route_lanes_is_a_percentage_of_the_completed_route():
+    """Old rule: divided by the whole route (5 % here)."""
     s = Situation(route_len=200.0)
     s.tick(10.0, lateral=0.0)
     for p in range(11, 21):                           # 10 m over the centre line
@@ -83,17 +119,33 @@ def test_outside_route_lanes_counts_route_metres_and_sets_the_penalty():
     s.tick(21.0, lateral=2.2)                         # inside kerb tolerance: fine
     s.tick(22.0, lateral=-2.0, junction=True)         # junctions are exempt
     assert s.infractions["outside_route_lanes"] == [
-        "Agent went outside its route lanes for about 10.0 meters (5.0% of the completed route)"]
-    assert score_penalty(s.infractions, s.c.outside_percentage[0]) == pytest.approx(0.95)
+        "Agent went outside its route lanes for about 10.0 meters (50.0% of the completed route)"]
+    s.tick(40.0)                                      # the share falls as the route is completed
+    assert s.c.outside_percentage[0] == pytest.approx(25.0)
+    assert score_penalty(s.infractions, s.c.outside_percentage[0]) == pytest.approx(0.75)
 
 
-def test_blocked_terminates_after_the_threshold_and_route_completion_reaches_exactly_100():
+def test_a_scenario_allows_the_opposite_lane_but_never_leaving_the_road():
+    """Old rule: the whole lane test was off in the span (and for the whole InvadingTurn route)."""
+    s = Situation(route_len=200.0, lane_off=(10.0, 40.0))
+    for p in range(11, 21):
+        s.tick(float(p), lateral=-2.0)                # borrowing the opposite lane: allowed
+    assert s.infractions["outside_route_lanes"] == []
+    for p in range(21, 25):
+        s.tick(float(p), lateral=2.3)                 # past the kerb-side tolerance: counted
+    assert s.c.outside_m[0] == pytest.approx(4.0)
+    from minddrive.sim.scenarios import build_scenario
+    assert build_scenario("InvadingTurn", 1).lane_test_off[0] == np.inf
+
+
+def test_blocked_after_60_s_not_40():
     s = Situation()
-    for _ in range(400):
+    s.tick(30.0, speed=1.0)
+    for _ in range(599):                              # 59.9 s standing
         s.tick(30.0, speed=0.0)
     assert not s.c.done[0]
-    for _ in range(11):
-        s.tick(30.0, speed=0.0)
+    s.tick(30.0, speed=0.0)
+    s.tick(30.0, speed=0.0)
     assert s.c.done[0] and s.c.failure[0] == "Agent got blocked"
     assert s.infractions["vehicle_blocked"] == ["Agent got blocked at (x=30.0, y=0.0, z=0.0)"]
     done = Situation(route_len=200.0)
@@ -101,38 +153,119 @@ def test_blocked_terminates_after_the_threshold_and_route_completion_reaches_exa
     assert done.c.done[0] and done.c.completion[0] == 100.0 and done.c.failure[0] is None
 
 
-def test_route_deviation_and_min_speed_checkpoints():
+def test_blocked_is_off_while_a_scenario_timeout_runs_and_restarts_after_it():
+    s = Situation(zone=(10.0, 50.0), scenario_timeout=True)
+    s.tick(5.0)
+    s.tick(12.0, speed=1.0)                           # scenario triggered: blocked test off
+    s.tick(12.0, speed=0.0, dt=100.0)
+    assert not s.c.done[0]
+    s.tick(51.0, speed=0.0)                           # scenario over: switched back on, clock restarted
+    s.tick(51.0, speed=0.0, dt=59.0)
+    assert not s.c.done[0]
+    s.tick(51.0, speed=0.0, dt=1.5)
+    assert s.c.failure[0] == "Agent got blocked"
+    plain = Situation(zone=(10.0, 50.0), scenario_timeout=False)
+    plain.tick(12.0, speed=1.0)
+    plain.tick(12.0, speed=0.0, dt=60.5)
+    assert plain.c.failure[0] == "Agent got blocked"
+
+
+def test_route_deviation_beyond_30_m_or_15_m_for_30_percent_of_the_route():
+    s = Situation(route_len=100.0)
+    s.tick(0.0)
+    s.tick(5.0, lateral=29.9)
+    assert not s.c.done[0]
+    s.tick(6.0, lateral=30.0)
+    assert s.c.failure[0] == "Agent deviated from the route"
+    assert s.infractions["route_dev"] == ["Agent deviated from the route at (x=6.0, y=0.0, z=0.0)"]
+    far = Situation(route_len=100.0)                  # old rule: 16 m off for ever is fine
+    for p in range(0, 31):
+        far.tick(float(p), lateral=16.0 if p else 0.0)
+    assert not far.c.done[0]                          # 30 m of 100 driven far off: at the limit
+    far.tick(31.0, lateral=16.0)
+    assert far.c.failure[0] == "Agent deviated from the route"
+    safe = Situation(route_len=100.0)
+    for p in range(0, 60):
+        safe.tick(float(p), lateral=14.9)
+    assert not safe.c.done[0]
+
+
+def test_min_speed_checkpoints():
     s = Situation(route_len=200.0)
     for p in range(0, 30):
         s.tick(float(p), speed=5.0, bg=(20.0, 2.0))   # background mean 10 m/s -> 50 %
     assert s.infractions["min_speed_infractions"][0] == "Average speed is 50.0% of the surrounding traffic's one"
     assert len(s.infractions["min_speed_infractions"]) == 2   # checkpoints at 10 m and 20 m
-    s.tick(30.0, lateral=31.0)
-    assert s.c.done[0] and s.c.failure[0] == "Agent deviated from the route"
     lonely = Situation(route_len=100.0)
     for p in range(0, 6):
         lonely.tick(float(p))
     assert lonely.infractions["min_speed_infractions"] == ["Average speed is 100% of the surrounding traffic's one"]
 
 
-def test_yield_to_emergency_vehicle_checked_when_the_zone_ends():
-    s = Situation(zone=(0.0, 50.0), ev_slot=0)
-    s.tick(49.0, ev_ahead=-10.0)
+def test_yield_to_emergency_vehicle_judged_10_s_after_it_comes_within_50_m():
+    """Old rule: judged 5 m before the route's end (here 150 m later)."""
+    s = Situation(zone=(0.0, 195.0), ev_slot=0)
+    s.tick(10.0, ev_ego_ahead=True, ev_dist=60.0)
+    s.tick(11.0, ev_ego_ahead=True, ev_dist=49.0)     # within 50 m: 10 s to make way
+    s.tick(50.0, ev_ego_ahead=True, ev_dist=20.0, dt=9.8)
     assert s.infractions["yield_emergency_vehicle_infractions"] == []
-    s.tick(51.0, ev_ahead=-10.0)
+    s.tick(52.0, ev_ego_ahead=True, ev_dist=10.0, dt=0.2)
     assert s.infractions["yield_emergency_vehicle_infractions"] == ["Agent failed to yield to an emergency vehicle"]
-    ok = Situation(zone=(0.0, 50.0), ev_slot=0)
-    ok.tick(51.0, ev_ahead=15.0)
-    assert ok.infractions["yield_emergency_vehicle_infractions"] == []
+    s.tick(190.0, ev_ego_ahead=True, dt=1.0)
+    assert len(s.infractions["yield_emergency_vehicle_infractions"]) == 1
 
 
-def test_scenario_timeout_and_tick_limit():
-    s = Situation(zone=(10.0, 50.0), route_len=400.0)
+def test_yield_to_emergency_vehicle_passes_once_it_is_ahead_and_has_driven_50_m():
+    s = Situation(zone=(0.0, 195.0), ev_slot=0)
+    s.tick(10.0, ev_ego_ahead=True, ev_dist=80.0, ev_s=0.0)
+    s.tick(12.0, ev_ego_ahead=False, ev_dist=80.0, ev_s=100.0)   # made way: the vehicle is past
+    s.tick(14.0, ev_ego_ahead=False, ev_dist=80.0, ev_s=149.0)
+    s.tick(16.0, ev_ego_ahead=False, ev_dist=80.0, ev_s=150.0)   # scenario over (50 m more)
+    s.tick(18.0, ev_ego_ahead=True, ev_dist=60.0, ev_s=151.0)    # what happens later is not judged
+    s.tick(195.0, ev_ego_ahead=True, ev_dist=60.0, ev_s=151.0)
+    assert s.infractions["yield_emergency_vehicle_infractions"] == []
+
+
+def test_scenario_timeout_only_in_the_types_that_have_it_and_after_240_s(monkeypatch):
+    """Old rule: 60 s in every type."""
+    import minddrive.sim.criteria as criteria
+
+    plain = Situation(zone=(10.0, 50.0), route_len=400.0)
+    plain.tick(12.0)
+    plain.tick(12.0, speed=1.0, dt=190.0)
+    assert plain.infractions["scenario_timeouts"] == []
+    monkeypatch.setattr(criteria, "TICK_LIMIT_SECONDS", 1000.0)   # the 200 s cap ends routes before 240 s
+    s = Situation(zone=(10.0, 50.0), route_len=400.0, scenario_timeout=True)
     s.tick(12.0, dt=0.1)
-    s.tick(12.0, speed=1.0, dt=59.0)
+    s.tick(12.0, speed=1.0, dt=239.9)
     assert s.infractions["scenario_timeouts"] == []
-    s.tick(12.5, speed=1.0, dt=1.5)
+    s.tick(12.5, speed=1.0, dt=0.2)
     assert s.infractions["scenario_timeouts"] == ["Agent timed out a scenario"]
+    s.tick(13.0, speed=1.0, dt=100.0)
+    assert len(s.infractions["scenario_timeouts"]) == 1
+    from minddrive.sim.scenarios import SCENARIO_TIMEOUT_TYPES
+    assert "ParkedObstacle" in SCENARIO_TIMEOUT_TYPES and "HardBreakRoute" not in SCENARIO_TIMEOUT_TYPES
+
+
+def test_route_timeout_is_300_s_plus_the_completed_metres_at_10_percent_of_the_limit(monkeypatch):
+    """Old rule: 30 s + 0.8 s/m of route (190 s for this 200 m route)."""
+    s = Situation(route_len=200.0)
+    s.tick(0.0)
+    s.tick(0.5, speed=1.0, dt=195.0)
+    assert not s.c.done[0]
+    import minddrive.sim.criteria as criteria
+    monkeypatch.setattr(criteria, "TICK_LIMIT_SECONDS", 10_000.0)
+    t = Situation(route_len=200.0)
+    t.tick(0.0)
+    t.tick(100.0, limit=10.0)                         # 100 m at 10 m/s -> +100 s
+    assert t.c.route_timeout[0] == pytest.approx(400.0)
+    t.tick(100.5, speed=1.0, dt=399.8)
+    assert not t.c.done[0]
+    t.tick(100.6, speed=1.0, dt=1.0)
+    assert t.c.failure[0] == "Agent timed out" and t.infractions["route_timeout"] == ["Route timeout."]
+
+
+def test_tick_limit():
     long = Situation(route_len=1000.0)
     long.tick(10.0, dt=199.85)
     assert not long.c.done[0]

@@ -17,13 +17,16 @@ def test_navigation_route_runs_from_the_ego_through_the_targets():
     np.testing.assert_allclose(navigation_route(np.zeros((0, 2)), 2, 2.0), [[2, 0], [4, 0]])
 
 
-def test_simulator_route_equals_navigation_route_of_its_targets():
+def test_simulator_route_equals_navigation_route_of_its_targets(monkeypatch):
     """The vectorised observation matches the reference function on every tick of weaving drives,
     up to and past the end of the route (where only the final point is left as a target)."""
     routes = load_suite("sim-b2d-mini").head(3).routes
     env = VecDriveEnv(3)
     for i, r in enumerate(routes):
         env.reset_world(i, r.seed, r.reset_options())
+    env.actors.active[:] = False   # an empty road: obstacles would stop the weaving drive before the end
+    # and the blind drive cuts corners far off the route: keep InRouteTest's 30 % rule from ending it early
+    monkeypatch.setattr("minddrive.sim.criteria.OFF_ROUTE_PERCENTAGE", 100.0)
     worst, ends_seen = 0.0, 0
     for t in range(420):
         controls = np.array([[0.08 * np.sin(t / 15.0 + k), 0.6, 0.0] for k in range(3)])
