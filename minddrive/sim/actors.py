@@ -62,6 +62,7 @@ class ActorSpec:
     background: bool = False         # counts as "surrounding traffic" for the min-speed test
     role: str = ""                   # free scenario tag, e.g. "blocker", "emergency", "crossing"
     yaw_override: float | None = None  # heading of a static actor (default: along its path)
+    speed_over_ego: float = np.nan   # IDM v0 = ego speed + this (an emergency vehicle's adaptive speed)
 
 
 def ego_dynamics(x, y, yaw, speed, steer_angle, control, dt):
@@ -158,6 +159,7 @@ class ActorArrays:
     active: np.ndarray           # bool
     started: np.ndarray          # bool
     yaw_fixed: np.ndarray        # NaN unless the actor has a fixed heading
+    speed_over_ego: np.ndarray   # NaN unless the actor's desired speed follows the ego's
     x: np.ndarray = field(default=None)
     y: np.ndarray = field(default=None)
     yaw: np.ndarray = field(default=None)
@@ -171,7 +173,7 @@ class ActorArrays:
                      brake_hold=f(), brake_until=f(-np.inf), stop_s=f(np.inf), light=np.full((worlds, slots), -1),
                      sees_ego=np.zeros((worlds, slots), bool), background=np.zeros((worlds, slots), bool),
                      active=np.zeros((worlds, slots), bool), started=np.zeros((worlds, slots), bool),
-                     yaw_fixed=f(np.nan))
+                     yaw_fixed=f(np.nan), speed_over_ego=f(np.nan))
         arrays.x, arrays.y, arrays.yaw = f(1e6), f(1e6), f()
         return arrays
 
@@ -187,6 +189,7 @@ class ActorArrays:
         self.brake_trigger[world], self.brake_until[world], self.stop_s[world] = np.inf, -np.inf, np.inf
         self.light[world], self.sees_ego[world], self.background[world] = -1, False, False
         self.yaw_fixed[world] = np.nan
+        self.speed_over_ego[world] = np.nan
         self.x[world], self.y[world] = 1e6, 1e6
         for k, spec in enumerate(specs):
             path = np.asarray(spec.path, dtype=np.float64).reshape(-1, 2)
@@ -207,6 +210,7 @@ class ActorArrays:
             self.sees_ego[world, k], self.background[world, k] = spec.sees_ego, spec.background
             self.active[world, k] = True
             self.started[world, k] = spec.start_trigger == -np.inf
+            self.speed_over_ego[world, k] = spec.speed_over_ego
             if spec.yaw_override is not None:
                 self.yaw_fixed[world, k] = spec.yaw_override
         self.update_poses(np.array([world]))
@@ -260,7 +264,11 @@ def step_actors(actors: ActorArrays, ego_box: np.ndarray, ego_speed: np.ndarray,
                 light_red: np.ndarray, time: float | np.ndarray, dt: float) -> None:
     """Advance every NPC one tick in place. ``light_red`` (W, L) is True where a light says stop."""
     progress = ego_progress[:, None]
-    actors.started |= actors.active & (progress >= actors.start_trigger)
+    starting = actors.active & ~actors.started & (progress >= actors.start_trigger)
+    actors.started |= starting
+    # An actor following the ego's speed enters at it (Bench2Drive sets the emergency vehicle's velocity).
+    adaptive = starting & ~np.isnan(actors.speed_over_ego)
+    actors.speed = np.where(adaptive, ego_speed[:, None] + np.nan_to_num(actors.speed_over_ego), actors.speed)
     newly_braking = actors.active & (progress >= actors.brake_trigger) & ~np.isfinite(actors.brake_until)
     now = np.asarray(time, dtype=np.float64).reshape(-1, 1)
     actors.brake_until = np.where(newly_braking, now + actors.brake_hold, actors.brake_until)
@@ -274,7 +282,8 @@ def step_actors(actors: ActorArrays, ego_box: np.ndarray, ego_speed: np.ndarray,
     gap = np.where(stops, np.maximum(line_gap, 0.0), gap)
     lead_speed = np.where(stops, 0.0, lead_speed)
 
-    accel = idm_acceleration(actors.speed, actors.desired, gap, lead_speed, actors.max_accel, actors.comfort_decel)
+    desired = np.where(np.isnan(actors.speed_over_ego), actors.desired, ego_speed[:, None] + actors.speed_over_ego)
+    accel = idm_acceleration(actors.speed, desired, gap, lead_speed, actors.max_accel, actors.comfort_decel)
     accel = np.maximum(accel, -9.0)
     braking = now < actors.brake_until
     accel = np.where(braking, -7.0, accel)

@@ -319,14 +319,20 @@ def _cut_in(name: str):
 
 # ------------------------------------------------------------------------------------------- give way
 def _yield_to_emergency(rng, p) -> ScenarioWorld:
+    """YieldToEmergencyVehicle: at the trigger the ambulance stands ``distance`` (26-30 m on Bench2Drive's
+    routes) behind the trigger point and follows the ego at its speed + 25 km/h."""
     net = _network(rng, "4way", lanes=2, curved=False)
     route = _route(net, 0.0, approach=140.0, exit_len=100.0, lane_index=0, exit_lane_index=0)
-    v = net.speed_limit + float(rng.uniform(5, 8))   # clearly faster than the ego may drive
-    behind = route.points[0] - np.cos(route.yaw[0]) * 0 - np.outer(np.arange(60, 0, -1), [np.cos(route.yaw[0]), np.sin(route.yaw[0])])
-    ev = ActorSpec(kind="emergency", type_id="vehicle.ford.ambulance", path=np.concatenate([behind, route.points]), s0=0.0, speed=v,
-                   desired_speed=v, extent=(3.2, 1.2, 1.2), mode=MODE_IDM, start_trigger=float(p.get("start_at", 15.0)),
-                   role="emergency", max_accel=3.0)
-    return _world("YieldToEmergencyVehicle", net, route, [ev], rng, zone=(15.0, float(route.length) - 5.0), ego_speed=6.0)
+    trigger = float(p.get("start_at", 15.0))
+    distance = float(p.get("distance", rng.uniform(26, 30)))
+    back = int(np.ceil(distance))
+    heading = np.array([np.cos(route.yaw[0]), np.sin(route.yaw[0])])
+    behind = route.points[0] - np.outer(np.arange(back, 0, -1), heading)
+    ev = ActorSpec(kind="emergency", type_id="vehicle.ford.ambulance", path=np.concatenate([behind, route.points]),
+                   s0=back + trigger - distance, speed=0.0, desired_speed=net.speed_limit, extent=(3.2, 1.2, 1.2),
+                   mode=MODE_IDM, start_trigger=trigger, role="emergency", max_accel=3.0, speed_over_ego=25 / 3.6)
+    return _world("YieldToEmergencyVehicle", net, route, [ev], rng, zone=(trigger, float(route.length) - 5.0),
+                  ego_speed=6.0)
 
 
 def _invading_turn(rng, p) -> ScenarioWorld:
