@@ -104,6 +104,10 @@ INFRACTION_KEYS = ("collisions_layout", "collisions_pedestrian", "collisions_veh
                    "stop_infraction", "outside_route_lanes", "min_speed_infractions",
                    "yield_emergency_vehicle_infractions", "scenario_timeouts", "route_dev", "vehicle_blocked",
                    "route_timeout")
+# Shared by the embedded simulator's and the CARLA backend's criteria and route tracking.
+COLLISION_DEDUPE_SECONDS = 5.0   # CollisionTest: a hit on the same actor within this long is the same collision
+COLLISION_DEDUPE_METRES = 5.0    # ... as is one this close to the last one
+COMMAND_LOOKAHEAD = 15           # m of route ahead whose first turn / lane change sets the navigation command
 # Multiplicative penalty per event (leaderboard 2.0 / Bench2Drive; min speed is unused there).
 PENALTY_COEFFICIENTS = {"collisions_pedestrian": 0.5, "collisions_vehicle": 0.6, "collisions_layout": 0.65,
                         "red_light": 0.7, "stop_infraction": 0.8, "scenario_timeouts": 0.7,

@@ -5,7 +5,7 @@ BENCH2DRIVE.md §2.2; the last ``+`` field is then the save folder under ``$SAVE
 
 Per tick (20 Hz): camera images are re-encoded as JPEG quality 20 (as the training data and the
 Zoo agents, to avoid a train/test gap), resized to the model input, and turned into the same
-observation the embedded simulator produces (:func:`minddrive.sim.carla_env.build_observation`).
+observation the embedded simulator produces (:func:`minddrive.sim.carla.observation.build_observation`).
 Every ``decision_interval`` ticks the policy plans; between plans the last plan is held (kept
 in the world frame and re-expressed in the current ego frame) and the PID controller follows it.
 The ego pose comes from GNSS + compass only, as the leaderboard's SENSORS track allows.
@@ -148,7 +148,7 @@ class MindDriveAgent(AutonomousAgent):
         return bench2drive_sensors()
 
     def _init_route(self) -> None:
-        from minddrive.sim.carla_env import DenseRoute, RouteTracker
+        from minddrive.sim.carla.route import DenseRoute, RouteTracker
 
         plan_world = self._global_plan_world_coord
         points = np.array([[t.location.x, t.location.y, t.location.z] for t, _ in plan_world])
@@ -159,7 +159,8 @@ class MindDriveAgent(AutonomousAgent):
 
     def tick(self, input_data: dict) -> dict:
         """Sensor data -> the DriveEnv observation (plus the world pose used to hold plans)."""
-        from minddrive.sim.carla_env import build_observation, ego_state_vector, to_ego_frame
+        from minddrive.sim.carla.observation import build_observation, ego_state_vector
+        from minddrive.sim.carla.route import to_ego_frame
 
         if self.tracker is None:
             self._init_route()

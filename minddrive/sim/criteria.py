@@ -35,10 +35,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from minddrive.constants import INFRACTION_KEYS
+from minddrive.constants import COLLISION_DEDUPE_METRES, COLLISION_DEDUPE_SECONDS, INFRACTION_KEYS
 
-COLLISION_RADIUS = 5.0          # m, CollisionTest.COLLISION_RADIUS
-COLLISION_ID_SECONDS = 5.0      # s, CollisionTest.MAX_ID_TIME
 MIN_SPEED = 0.1                 # m/s: CollisionTest.EPSILON, ActorBlockedTest min_speed, RunningStop
 STOP_ZONE = 6.0                 # m of route before a stop line where the ego must stand
 OFF_ROUTE_MAX = 30.0            # m, InRouteTest offroad_max
@@ -249,7 +247,7 @@ class RouteCriteria:
         """CollisionTest: at most one counted contact per tick (the first one fixes the location)."""
         slots = np.arange(hits.shape[1])
         candidates = hits & live[:, None] & (slots[None, :] != self.hit_slot[:, None])
-        near_last = np.hypot(x - self.hit_xy[:, 0], y - self.hit_xy[:, 1]) <= COLLISION_RADIUS   # False while NaN
+        near_last = np.hypot(x - self.hit_xy[:, 0], y - self.hit_xy[:, 1]) <= COLLISION_DEDUPE_METRES   # False while NaN
         fresh = candidates.any(1) & ~near_last & (speed >= MIN_SPEED)
         for w in np.nonzero(fresh)[0]:
             m = int(np.argmax(candidates[w]))
@@ -259,9 +257,9 @@ class RouteCriteria:
                 self._add(w, key, f"Agent collided against object with type={actor_type_ids[w][m]} and "
                                   f"id={actor_ids[w][m]} at {_at(x[w], y[w])}", events)
         # Forget the last collision's place once 5 m away, its actor 5 s after it.
-        away = live & (np.hypot(x - self.hit_xy[:, 0], y - self.hit_xy[:, 1]) > COLLISION_RADIUS)
+        away = live & (np.hypot(x - self.hit_xy[:, 0], y - self.hit_xy[:, 1]) > COLLISION_DEDUPE_METRES)
         self.hit_xy[away] = np.nan
-        self.hit_slot[live & (time - self.hit_time > COLLISION_ID_SECONDS)] = -1
+        self.hit_slot[live & (time - self.hit_time > COLLISION_DEDUPE_SECONDS)] = -1
 
     def _emergency_vehicle(self, time, live, running, ending, ev, events) -> None:
         has = live & (self.ev_slot >= 0) & ~self.ev_checked

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time as _time
 import numpy as np
 
-from minddrive.constants import EGO_STATE_DIM, ROAD_OPTION, path_index_from_road_option
+from minddrive.constants import COMMAND_LOOKAHEAD, EGO_STATE_DIM, ROAD_OPTION, path_index_from_road_option
 from minddrive.errors import UserError
 from minddrive.sim import actors as A
 from minddrive.sim.base import KEY_POINT_SPACING, NUM_ROUTE_POINTS, ROUTE_NODES, ROUTE_POINT_SPACING, TARGET_MIN_DISTANCE
@@ -29,7 +29,6 @@ MAX_ROUTE_POINTS = 420
 MAX_LIGHTS = 4
 MAX_KEY_POINTS = 16
 PROJECTION_WINDOW = np.arange(-4, 24)      # route points searched around the last projection
-COMMAND_LOOKAHEAD = 15                     # m of route whose first turn/lane change sets the command
 ACTOR_ID_BASE = 100
 
 

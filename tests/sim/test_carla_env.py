@@ -12,8 +12,9 @@ import pytest
 from minddrive.constants import ROAD_OPTION
 from minddrive.errors import UserError
 from minddrive.sim.base import NUM_ROUTE_POINTS
-from minddrive.sim.carla_env import (Criteria, RouteTracker, bgra_to_rgb, build_observation, build_route_record,
-                                     collision_key, densify_route, ego_state_vector, straight_tracer, to_ego_frame)
+from minddrive.sim.carla.criteria import Criteria, build_route_record, collision_key
+from minddrive.sim.carla.observation import bgra_to_rgb, build_observation, ego_state_vector
+from minddrive.sim.carla.route import RouteTracker, densify_route, straight_tracer, to_ego_frame
 from minddrive.sim.routes import RouteSpec, ScenarioSpec
 
 L_ROUTE = np.array([[0.0, 0.0, 0.0], [50.0, 0.0, 0.0], [50.0, 50.0, 0.0]])  # east 50 m, then right turn south 50 m
@@ -147,7 +148,7 @@ def _closed_port() -> int:
 
 @pytest.mark.skipif(importlib.util.find_spec("carla") is None, reason="the carla wheel is not installed in .venv")
 def test_no_server_is_a_one_line_user_error():
-    from minddrive.sim.carla_env import connect
+    from minddrive.sim.carla.env import connect
 
     port = _closed_port()
     with pytest.raises(UserError) as info:
@@ -167,7 +168,7 @@ def test_missing_carla_package_is_a_one_line_user_error(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_carla)
-    from minddrive.sim.carla_env import import_carla
+    from minddrive.sim.carla.env import import_carla
 
     with pytest.raises(UserError, match=r"the 'carla' Python package is not installed"):
         import_carla()
@@ -175,7 +176,7 @@ def test_missing_carla_package_is_a_one_line_user_error(monkeypatch):
 
 def test_env_is_registered_and_reset_needs_a_route():
     from minddrive.registry import ENVS
-    from minddrive.sim.carla_env import CarlaDriveEnv
+    from minddrive.sim.carla.env import CarlaDriveEnv
 
     assert ENVS.module_dict["CarlaDriveEnv"] is CarlaDriveEnv   # module_dict: no import of every sim module
     env = CarlaDriveEnv(port=2000, tm_port=8000)

@@ -1,4 +1,4 @@
-# CARLA 0.9.15 backend (minddrive.sim.carla_env.CarlaDriveEnv): leaderboard timing and ports.
+# CARLA 0.9.15 backend (minddrive.sim.carla.env.CarlaDriveEnv): leaderboard timing and ports.
 # Port i of a multi-server run: 30000 + 150*i (traffic manager 50000 + 150*i), as Bench2Drive's scripts.
 env = dict(
     type="CarlaDriveEnv",
