@@ -175,11 +175,22 @@ def test_missing_carla_package_is_a_one_line_user_error(monkeypatch):
 
 
 def test_env_is_registered_and_reset_needs_a_route():
-    from minddrive.registry import ENVS
+    from minddrive.registry import ENVS, build
     from minddrive.sim.carla.env import CarlaDriveEnv
 
     assert ENVS.module_dict["CarlaDriveEnv"] is CarlaDriveEnv   # module_dict: no import of every sim module
-    env = CarlaDriveEnv(port=2000, tm_port=8000)
+    env = build(dict(type="CarlaDriveEnv", port=2000, tm_port=8000), ENVS, "env")
+    assert isinstance(env, CarlaDriveEnv)
     assert env.dt == 0.05
     with pytest.raises(UserError, match="options must carry 'route'"):
         env.reset(seed=0, options={})
+
+
+def test_a_config_builds_the_carla_env_without_importing_its_module_first():
+    import subprocess
+    import sys
+
+    code = ("from minddrive.registry import ENVS, build; "
+            "print(type(build(dict(type='CarlaDriveEnv'), ENVS, 'env')).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "CarlaDriveEnv"
