@@ -1,41 +1,38 @@
 """Bench2Drive leaderboard agent for MindDrive (``--agent=team_code/minddrive_b2d_agent.py``).
 
-``--agent-config`` is ``CONFIG+CKPT_DIR`` (Bench2Drive appends ``+<save_name>`` per route,
-BENCH2DRIVE.md §2.2; the last ``+`` field is then the save folder under ``$SAVE_PATH``).
+``--agent-config`` is ``CONFIG+CKPT_DIR`` (Bench2Drive appends ``+<save_name>`` per route;
+the last ``+`` field is then the save folder under ``$SAVE_PATH``).
 
 Per tick (20 Hz): camera images are re-encoded as JPEG quality 20 (as the training data and the
 Zoo agents, to avoid a train/test gap), resized to the model input, and turned into the same
 observation the embedded simulator produces (:func:`minddrive.sim.carla.observation.build_observation`).
 Every ``decision_interval`` ticks the policy plans; between plans the last plan is held (kept
 in the world frame and re-expressed in the current ego frame) and the PID controller follows it.
-The ego pose comes from GNSS + compass only, as the leaderboard's SENSORS track allows.
+
+Inputs as in training: the pose is the vehicle centre (the GNSS sits 1.4 m behind it; the reading is
+moved forward along the compass heading), the speed limit is the hero's current one, and the route is
+the leaderboard's own 1 m interpolation (Bench2Drive's base class keeps it as ``_plan_gps_HACK``; the
+thinned ``_global_plan`` is densified instead when it is absent). Each tick's metric info (the base
+class's ``get_metric_info``) goes to ``$SAVE_PATH/<save_name>/metric_info.json`` for Bench2Drive's
+efficiency/smoothness tool.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from typing import Any
 
 import numpy as np
+from leaderboard.autoagents.autonomous_agent import AutonomousAgent, Track
 
 from minddrive.constants import B2D_IMAGE_SIZE, CAMERA_NAMES, CAMERA_RIG, WAYPOINT_DT
-
-try:  # the leaderboard is only importable inside a Bench2Drive checkout
-    from leaderboard.autoagents.autonomous_agent import AutonomousAgent, Track
-except ImportError:  # tests and tooling: a stand-in with the attributes the agent uses
-    Track = None
-
-    class AutonomousAgent:  # type: ignore[no-redef]
-        def __init__(self, carla_host: str = "localhost", carla_port: int = 2000, debug: bool = False):
-            self._global_plan = self._global_plan_world_coord = None
-
-        def set_global_plan(self, global_plan_gps, global_plan_world_coord):
-            self._global_plan, self._global_plan_world_coord = global_plan_gps, global_plan_world_coord
 
 EARTH_RADIUS = 6378137.0
 JPEG_QUALITY = 20
 IMU_GNSS_MOUNT = dict(x=-1.4, y=0.0, z=0.0, roll=0.0, pitch=0.0, yaw=0.0)
+METRIC_INFO_EVERY = 10          # ticks between rewrites of metric_info.json (and once more at destroy)
 
 
 def get_entry_point() -> str:
@@ -43,7 +40,7 @@ def get_entry_point() -> str:
 
 
 def bench2drive_sensors(width: int = B2D_IMAGE_SIZE[0], height: int = B2D_IMAGE_SIZE[1]) -> list[dict]:
-    """The Bench2Drive rig (BENCH2DRIVE.md §1.8): six RGB cameras, IMU, GNSS, speedometer."""
+    """The Bench2Drive rig: six RGB cameras, IMU, GNSS, speedometer."""
     cameras = [dict(type="sensor.camera.rgb", x=m["x"], y=m["y"], z=m["z"], roll=0.0, pitch=0.0, yaw=m["yaw"],
                     width=width, height=height, fov=m["fov"], id=name)
                for name, m in ((n, CAMERA_RIG[n]) for n in CAMERA_NAMES)]
@@ -88,6 +85,12 @@ class GnssProjection:
         return mx - self.origin[0], -(my - self.origin[1])
 
 
+def gnss_to_centre(x: float, y: float, yaw: float) -> tuple[float, float]:
+    """World position of the vehicle centre from the GNSS mount's position and the heading (yaw rad)."""
+    back = -IMU_GNSS_MOUNT["x"]
+    return x + back * math.cos(yaw), y + back * math.sin(yaw)
+
+
 def compass_to_yaw(compass: float) -> float:
     """IMU compass (rad, 0 = north = -y, clockwise) -> CARLA yaw (rad); NaN (a CARLA quirk) -> 0."""
     return 0.0 if not math.isfinite(compass) else compass - math.pi / 2
@@ -108,8 +111,7 @@ class MindDriveAgent(AutonomousAgent):
     """Leaderboard ``AutonomousAgent`` running a MindDrive checkpoint (see the module docstring)."""
 
     def setup(self, path_to_conf_file: str) -> None:
-        if Track is not None:
-            self.track = Track.SENSORS
+        self.track = Track.SENSORS
         config_path, ckpt, self.save_name = parse_agent_config(path_to_conf_file)
         from minddrive.config import load_config
 
@@ -118,10 +120,14 @@ class MindDriveAgent(AutonomousAgent):
         self.decision_interval = int(agent_cfg.get("decision_interval", 10))   # 20 Hz ticks -> 2 Hz plans
         self.tick_dt = float(agent_cfg.get("tick_dt", 0.05))
         self.image_size = tuple(agent_cfg.get("image_size", (256, 448)))        # (H, W) model input
+        self.camera_size = tuple(agent_cfg.get("camera_size", B2D_IMAGE_SIZE))  # (W, H) requested from CARLA
         self.policy = self.load_policy(ckpt)
         self.controller = self.build_controller()
         self.save_path = (os.path.join(os.environ["SAVE_PATH"], self.save_name)
                           if os.environ.get("SAVE_PATH") and self.save_name else None)
+        if self.save_path is not None:
+            os.makedirs(self.save_path, exist_ok=True)
+        self.metric_info: dict[int, dict] = {}
         self.step, self.plan_world, self.plan_tick = -1, None, 0
         self.tracker = self.projection = None
         self.last_control = (0.0, 0.0, 0.0)
@@ -145,17 +151,28 @@ class MindDriveAgent(AutonomousAgent):
 
     # --- leaderboard API ---------------------------------------------------------------------------
     def sensors(self) -> list[dict]:
-        return bench2drive_sensors()
+        return bench2drive_sensors(*self.camera_size)
 
     def _init_route(self) -> None:
-        from minddrive.sim.carla.route import DenseRoute, RouteTracker
+        from minddrive.sim.carla.route import DenseRoute, RouteTracker, densify_thinned_plan
 
         plan_world = self._global_plan_world_coord
         points = np.array([[t.location.x, t.location.y, t.location.z] for t, _ in plan_world])
         options = np.array([int(getattr(o, "value", o)) for _, o in plan_world])
-        self.tracker = RouteTracker(DenseRoute(points, options), window=len(points))
         gps, _ = self._global_plan[0]
         self.projection = GnssProjection(gps["lat"], gps["lon"], points[0, 0], points[0, 1])
+        full_gps = getattr(self, "_plan_gps_HACK", None)
+        if full_gps:
+            dense = np.array([[*self.projection(g["lat"], g["lon"]), g["z"]] for g, _ in full_gps])
+            route = DenseRoute(dense, np.array([int(getattr(o, "value", o)) for _, o in full_gps]))
+        else:
+            route = densify_thinned_plan(points, options)
+        self.tracker = RouteTracker(route)
+
+    def speed_limit(self) -> float:
+        """The hero's current speed limit in m/s (CARLA reports km/h), as the embedded simulator's ego state."""
+        hero = getattr(self, "hero_actor", None)
+        return float(hero.get_speed_limit()) / 3.6 if hero is not None else 0.0
 
     def tick(self, input_data: dict) -> dict:
         """Sensor data -> the DriveEnv observation (plus the world pose used to hold plans)."""
@@ -165,14 +182,14 @@ class MindDriveAgent(AutonomousAgent):
         if self.tracker is None:
             self._init_route()
         lat, lon = input_data["GPS"][1][:2]
-        x, y = self.projection(lat, lon)
         imu = input_data["IMU"][1]
         yaw = compass_to_yaw(float(imu[-1]))
+        x, y = gnss_to_centre(*self.projection(lat, lon), yaw)
         speed = float(input_data["SPEED"][1]["speed"])
         images = {name: jpeg_roundtrip_rgb(input_data[name][1], self.image_size) for name in CAMERA_NAMES}
         self.tracker.update(x, y)
         accel = (float(imu[0]), float(imu[1]))            # the IMU is mounted yaw 0: already ego axes
-        ego_state = ego_state_vector(speed, accel, float(imu[5]), self.last_control, speed_limit=0.0)
+        ego_state = ego_state_vector(speed, accel, float(imu[5]), self.last_control, speed_limit=self.speed_limit())
         obs = build_observation(self.tracker, x, y, yaw, ego_state, self.step * self.tick_dt, images)
         obs["pose"] = (x, y, yaw)
         obs["world_to_ego"] = lambda pts: to_ego_frame(pts, x, y, yaw)
@@ -187,10 +204,23 @@ class MindDriveAgent(AutonomousAgent):
             self.plan_world = self.decide(obs)
             self.plan_tick = self.step
         waypoints, path = self.held_plan(obs)
-        steer, throttle, brake = (float(v) for v in self.controller.step(waypoints, path, obs["ego_state"],
-                                                                         dt=self.tick_dt))
+        steer, throttle, brake = (float(v) for v in self.controller(path, waypoints, float(obs["ego_state"][0])))
         self.last_control = (steer, throttle, brake)
+        self.record_metric_info()
         return carla.VehicleControl(steer=steer, throttle=throttle, brake=brake)
+
+    def record_metric_info(self) -> None:
+        """The hero's metric info for this tick (keyed by tick), rewritten every METRIC_INFO_EVERY ticks."""
+        if getattr(self, "hero_actor", None) is None:
+            return
+        self.metric_info[self.step] = self.get_metric_info()
+        if self.step % METRIC_INFO_EVERY == 0:
+            self.write_metric_info()
+
+    def write_metric_info(self) -> None:
+        if self.save_path is not None and self.metric_info:
+            with open(os.path.join(self.save_path, "metric_info.json"), "w") as f:
+                json.dump(self.metric_info, f, indent=1)
 
     def decide(self, obs: dict) -> dict:
         """One policy call (argmax decision); the plan is stored in world coordinates."""
@@ -223,6 +253,7 @@ class MindDriveAgent(AutonomousAgent):
         return self._origin
 
     def destroy(self) -> None:
+        self.write_metric_info()
         self.policy = None
         try:
             import torch
@@ -233,4 +264,4 @@ class MindDriveAgent(AutonomousAgent):
 
 
 __all__ = ["MindDriveAgent", "get_entry_point", "bench2drive_sensors", "parse_agent_config", "GnssProjection",
-           "compass_to_yaw", "jpeg_roundtrip_rgb"]
+           "compass_to_yaw", "gnss_to_centre", "jpeg_roundtrip_rgb"]

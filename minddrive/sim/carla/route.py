@@ -60,6 +60,22 @@ def straight_tracer(hop: float = 1.0) -> Callable[[np.ndarray, np.ndarray], list
     return trace
 
 
+def densify_thinned_plan(points: np.ndarray, options: np.ndarray, hop: float = 1.0) -> DenseRoute:
+    """A ~``hop`` m route from a thinned plan (the leaderboard keeps a point at every option change and at
+    least every 50 m): straight legs between kept points, each leg carrying its first point's option."""
+    points, options = np.asarray(points, dtype=float), np.asarray(options, dtype=np.int64)
+    if len(points) < 2:
+        raise UserError("route: the global plan has fewer than 2 points")
+    out_points, out_options = [], []
+    for a, b, option in zip(points[:-1], points[1:], options[:-1]):
+        n = max(int(math.ceil(np.linalg.norm(b[:2] - a[:2]) / hop)), 1)
+        out_points += [a + (b - a) * i / n for i in range(n)]
+        out_options += [int(option)] * n
+    out_points.append(points[-1])
+    out_options.append(int(options[-1]))
+    return DenseRoute(np.stack(out_points), np.asarray(out_options, dtype=np.int64))
+
+
 def to_ego_frame(points: np.ndarray, x: float, y: float, yaw: float) -> np.ndarray:
     """World (N, 2) -> ego frame (x forward, y right) of a vehicle at (x, y) with ``yaw`` (rad, CARLA)."""
     c, s = math.cos(yaw), math.sin(yaw)
@@ -128,4 +144,4 @@ class RouteTracker:
         return self.nodes_ahead(1)[0]
 
 
-__all__ = ["DenseRoute", "RouteTracker", "densify_route", "straight_tracer", "to_ego_frame"]
+__all__ = ["DenseRoute", "RouteTracker", "densify_route", "densify_thinned_plan", "straight_tracer", "to_ego_frame"]
