@@ -26,7 +26,7 @@ def downsample_route(route, sample_factor):
     return ids
 
 
-def location_to_gps(lat_ref, lon_ref, location):
+def _location_to_gps(lat_ref, lon_ref, location):
     scale = math.cos(lat_ref * math.pi / 180.0)
     mx = scale * lon_ref * math.pi * EARTH_RADIUS_EQUA / 180.0 + location.x
     my = scale * EARTH_RADIUS_EQUA * math.log(math.tan((90.0 + lat_ref) * math.pi / 360.0)) - location.y
