@@ -246,7 +246,7 @@ def set_gradient_checkpointing(model, enabled: bool) -> None:
 
 def runtime_batch(batch_size: int, image_size: tuple[int, int], device: torch.device, seed: int = 0) -> dict:
     """Observation-side batch keys (interfaces.py) with the real camera rig and random images."""
-    from minddrive.sim.base import NUM_ROUTE_POINTS
+    from minddrive.constants import NUM_ROUTE_POINTS
     from minddrive.sim.sensors import camera_calibration
     from minddrive.constants import EGO_STATE_DIM, NUM_PATH_ACTIONS
 
@@ -1117,7 +1117,7 @@ class SyntheticSteps(torch.utils.data.Dataset):
                  packed: bool = False):
         from minddrive.constants import EGO_STATE_DIM, NUM_SPEED_ACTIONS
         from minddrive.rl.buffer import pack_obs
-        from minddrive.sim.base import NUM_ROUTE_POINTS
+        from minddrive.constants import NUM_ROUTE_POINTS
         from minddrive.sim.sensors import camera_calibration
 
         rng = np.random.default_rng(seed)

@@ -57,6 +57,16 @@ WAYPOINT_DT = 0.5
 NUM_PATH_POINTS = 10
 PATH_POINT_SPACING = 2.0
 
+# --- Navigation route in observations and batches: NUM_ROUTE_POINTS points every ROUTE_POINT_SPACING m. Target
+# points: one every KEY_POINT_SPACING m of route plus one at every command change; the target is the first one
+# more than TARGET_MIN_DISTANCE m ahead, and ``route`` runs from the ego through the first ROUTE_NODES of them
+# (``minddrive.utils.geometry.navigation_route``). ---
+NUM_ROUTE_POINTS = 20
+ROUTE_POINT_SPACING = 2.0
+KEY_POINT_SPACING = 30.0
+TARGET_MIN_DISTANCE = 4.0
+ROUTE_NODES = 4
+
 # --- Ego state vector carried in observations and batches (a can_bus-like summary). ---
 EGO_STATE_FIELDS = ("speed", "acc_x", "acc_y", "yaw_rate", "steer", "throttle", "brake", "speed_limit")
 EGO_STATE_DIM = len(EGO_STATE_FIELDS)

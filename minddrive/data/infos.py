@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from minddrive.constants import (CAMERA_NAMES, NUM_FUTURE_WAYPOINTS, NUM_PATH_POINTS, PATH_ACTIONS, PATH_POINT_SPACING,
-                                 PATH_TOKENS, SPEED_ACTIONS, SPEED_TOKENS, WAYPOINT_DT, path_index_from_road_option)
+from minddrive.constants import (CAMERA_NAMES, NUM_FUTURE_WAYPOINTS, NUM_PATH_POINTS, NUM_ROUTE_POINTS, PATH_ACTIONS,
+                                 PATH_POINT_SPACING, PATH_TOKENS, ROUTE_NODES, ROUTE_POINT_SPACING, SPEED_ACTIONS, SPEED_TOKENS,
+                                 WAYPOINT_DT, path_index_from_road_option)
 from minddrive.data import bench2drive as b2d
 from minddrive.errors import UserError
-from minddrive.sim.base import NUM_ROUTE_POINTS, ROUTE_NODES, ROUTE_POINT_SPACING
 from minddrive.utils.geometry import navigation_route, resample_polyline
 from minddrive.utils.io import atomic_path
 

@@ -26,8 +26,8 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
-from minddrive.constants import (EGO_STATE_DIM, IMAGE_TOKEN, NUM_PATH_ACTIONS, NUM_SPEED_ACTIONS, PATH_TOKENS, PATH_WAYPOINT_TOKEN,
-                                 SPECIAL_TOKENS, SPEED_TOKENS, WAYPOINT_TOKEN)
+from minddrive.constants import (EGO_STATE_DIM, IMAGE_TOKEN, NUM_PATH_ACTIONS, NUM_ROUTE_POINTS, NUM_SPEED_ACTIONS, PATH_TOKENS,
+                                 PATH_WAYPOINT_TOKEN, SPECIAL_TOKENS, SPEED_TOKENS, WAYPOINT_TOKEN)
 from minddrive.data import prompts
 from minddrive.errors import UserError
 from minddrive.models import losses as L
@@ -37,7 +37,6 @@ from minddrive.models.llm import (ADAPTERS, LLMHandle, MergedAdapters, RowAdapte
 from minddrive.models.position_embedding import PETRPositionEmbedding
 from minddrive.models.query_decoder import select_top
 from minddrive.registry import MODELS, build
-from minddrive.sim.base import NUM_ROUTE_POINTS
 
 TRAINABLE_GROUPS = ("action_expert", "decision_expert", "value_expert", "vision", "projector", "query_decoder",
                     "trajectory_head", "value_head")

@@ -48,16 +48,8 @@ from typing import Any
 
 import numpy as np
 
-from minddrive.constants import NUM_PATH_POINTS
-
-NUM_ROUTE_POINTS = 20
-ROUTE_POINT_SPACING = 2.0
-# Navigation target points: one every KEY_POINT_SPACING m of route plus one at every command change; the
-# target is the first one more than TARGET_MIN_DISTANCE m ahead, and ``route`` runs from the ego through
-# the first ROUTE_NODES of them (``minddrive.utils.geometry.navigation_route``).
-KEY_POINT_SPACING = 30.0
-TARGET_MIN_DISTANCE = 4.0
-ROUTE_NODES = 4
+from minddrive.constants import (KEY_POINT_SPACING, NUM_PATH_POINTS, NUM_ROUTE_POINTS, ROUTE_NODES,  # noqa: F401 (re-exported)
+                                 ROUTE_POINT_SPACING, TARGET_MIN_DISTANCE)
 
 
 class DriveEnv(abc.ABC):

@@ -12,10 +12,10 @@ from __future__ import annotations
 import time as _time
 import numpy as np
 
-from minddrive.constants import COMMAND_LOOKAHEAD, EGO_STATE_DIM, ROAD_OPTION, path_index_from_road_option
+from minddrive.constants import (COMMAND_LOOKAHEAD, EGO_STATE_DIM, KEY_POINT_SPACING, NUM_ROUTE_POINTS, ROAD_OPTION, ROUTE_NODES,
+                                 ROUTE_POINT_SPACING, TARGET_MIN_DISTANCE, path_index_from_road_option)
 from minddrive.errors import UserError
 from minddrive.sim import actors as A
-from minddrive.sim.base import KEY_POINT_SPACING, NUM_ROUTE_POINTS, ROUTE_NODES, ROUTE_POINT_SPACING, TARGET_MIN_DISTANCE
 from minddrive.sim.criteria import BLOCKED_SECONDS, RouteCriteria
 from minddrive.sim.records import route_record, score_penalty
 from minddrive.sim.roads import right_normal, wrap_angle

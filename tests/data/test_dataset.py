@@ -12,7 +12,7 @@ from minddrive.data import prompts
 from minddrive.data.vqa import IGNORE_INDEX
 from minddrive.errors import UserError
 from minddrive.registry import DATASETS, build
-from minddrive.sim.base import NUM_ROUTE_POINTS
+from minddrive.constants import NUM_ROUTE_POINTS
 
 INPUT = (64, 48)  # W, H
 PIPELINE = [dict(type="LoadMultiViewImages"), dict(type="ResizeCropImages", size=INPUT),

@@ -11,7 +11,7 @@ import torch
 from minddrive.config import load_config
 from minddrive.constants import CAMERA_NAMES, CAMERA_RIG, EGO_STATE_DIM, NUM_FUTURE_WAYPOINTS, NUM_PATH_POINTS
 from minddrive.data import prompts
-from minddrive.sim.base import NUM_ROUTE_POINTS
+from minddrive.constants import NUM_ROUTE_POINTS
 
 TINY_CONFIG = "adzoo/minddrive/configs/_base_/models/minddrive_tiny.py"
 IMAGE_HW = (64, 112)  # smaller than the config's 128x224 to keep tests fast; the CNN is size-agnostic

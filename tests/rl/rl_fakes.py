@@ -16,7 +16,8 @@ import numpy as np
 from minddrive.constants import EGO_STATE_DIM, EGO_STATE_FIELDS, INFRACTION_KEYS
 from minddrive.registry import ENVS, MODELS
 from minddrive.rl.feature_policy import StateFeaturePolicy
-from minddrive.sim.base import DriveEnv, NUM_ROUTE_POINTS
+from minddrive.constants import NUM_ROUTE_POINTS
+from minddrive.sim.base import DriveEnv
 
 TARGET_SPEED = (4.0, 0.0, 2.0, 8.0, 3.0, 6.0, 0.0)  # per speed meta-action, m/s
 _SPEED = EGO_STATE_FIELDS.index("speed")

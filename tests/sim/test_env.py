@@ -4,7 +4,7 @@ import pytest
 from minddrive.constants import EGO_STATE_DIM
 from minddrive.errors import UserError
 from minddrive.registry import ENVS, build
-from minddrive.sim.base import NUM_ROUTE_POINTS
+from minddrive.constants import NUM_ROUTE_POINTS
 from minddrive.sim.env import EmbeddedDriveEnv
 from minddrive.sim.scenarios import SCENARIO_TYPES, build_scenario, scenarios_for_ability
 

@@ -3,7 +3,7 @@
 import numpy as np
 
 from minddrive.eval.suite import load_suite
-from minddrive.sim.base import NUM_ROUTE_POINTS, ROUTE_NODES, ROUTE_POINT_SPACING, TARGET_MIN_DISTANCE
+from minddrive.constants import NUM_ROUTE_POINTS, ROUTE_NODES, ROUTE_POINT_SPACING, TARGET_MIN_DISTANCE
 from minddrive.sim.vector import VecDriveEnv
 from minddrive.utils.geometry import navigation_route
 
