@@ -55,9 +55,10 @@ def _copy_curves(il: dict, rl: dict, out: Path) -> list[str]:
 def _before_after_gifs(paths, settings, il_ckpt: str, rl_ckpt: str, out: Path) -> list[str]:
     """Drive the same held-out route with the IL and the RL policy and animate both (BEV with the plan)."""
     from minddrive.demo import _rl_config
-    from minddrive.eval.driver import PolicyDriver
     from minddrive.eval.suite import load_suite
-    from minddrive.rl.workers import build_worlds, load_policy
+    from minddrive.rollout.driver import PolicyDriver
+    from minddrive.rollout.policy import load_policy
+    from minddrive.rollout.worlds import build_worlds
     from minddrive.sim.viewer import render_episode
 
     cfg = _rl_config(settings)

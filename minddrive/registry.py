@@ -12,7 +12,7 @@ from mmengine.registry import Registry
 
 from minddrive.errors import UserError
 
-MODELS = Registry("model", locations=["minddrive.models"])
+MODELS = Registry("model", locations=["minddrive.models", "minddrive.rl"])
 DATASETS = Registry("dataset", locations=["minddrive.data"])
 TRANSFORMS = Registry("transform", locations=["minddrive.data"])
 ENVS = Registry("env", locations=["minddrive.sim"])

@@ -214,7 +214,7 @@ def test_without_the_full_plan_the_thinned_plan_is_densified(tmp_path, tiny_chec
 def test_load_policy_gives_a_policy_with_act_and_the_configured_runtime(tmp_path):
     from minddrive.config import load_config
     from minddrive.models.policy import MindDrivePolicy
-    from minddrive.rl.workers import load_policy, save_policy
+    from minddrive.rollout.policy import load_policy, save_policy
 
     cfg_path = REPO / "adzoo/minddrive/configs/minddrive_tiny_rl_ppo_train.py"
     cfg = load_config(cfg_path)

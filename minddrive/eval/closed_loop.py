@@ -6,7 +6,7 @@
    routes already scored are kept, routes whose status says the run broke (``Failed``,
    ``Failed - Simulation crashed``, ``Failed - Agent crashed``, as the leaderboard's resume
    rule) are driven again;
-2. drive the pending routes with the RL engineer's batched :class:`minddrive.eval.driver.PolicyDriver`
+2. drive the pending routes with the RL engineer's batched :class:`minddrive.rollout.driver.PolicyDriver`
    (``workers`` simulators in parallel), rewriting the checkpoint JSON atomically after every
    finished route, so a crash loses at most the routes in flight;
 3. write ``global_record`` and ``entry_status: Finished`` like the leaderboard, then score the
@@ -232,7 +232,7 @@ def build_policy(cfg: Any, ckpt: str | None, policy: str | None, device: str = "
         except ImportError as exc:
             raise UserError(f"--policy expert: the embedded simulator's expert is not available ({exc})") from None
         return ExpertPolicy()
-    from minddrive.rl.workers import load_policy, policy_module
+    from minddrive.rollout.policy import load_policy, policy_module
 
     import torch
 
@@ -247,22 +247,22 @@ def build_policy(cfg: Any, ckpt: str | None, policy: str | None, device: str = "
 def build_envs(cfg: Any, workers: int) -> Any:
     """``workers`` simulator worlds from ``cfg.env``: one batched ``VecDriveEnv`` for the embedded simulator."""
     from minddrive.config import Config
-    from minddrive.rl.workers import build_worlds
+    from minddrive.rollout.worlds import build_worlds
 
     env_cfg = dict(cfg.get("env") or dict(type="EmbeddedDriveEnv"))
     return build_worlds(Config(dict(env=env_cfg)), workers)
 
 
 def policy_driver(cfg: Any, ckpt: str | None, policy: str | None, workers: int) -> DriveFn:
-    """Drive routes with :class:`minddrive.eval.driver.PolicyDriver` (the one closed-loop loop) in eval mode.
+    """Drive routes with :class:`minddrive.rollout.driver.PolicyDriver` (the one closed-loop loop) in eval mode.
 
     Decision interval and controller come from ``cfg.rollout`` (as in RL rollouts), overridable
     by ``cfg.eval_driver``, so a policy is evaluated exactly as it was trained; ``eval_driver.device``
     and ``eval_driver.policy`` (runtime keys as ``rollout.policy``) say where and how the model runs
     (default: the CPU, the model as it is).
     """
-    from minddrive.eval.driver import PolicyDriver
-    from minddrive.rl.workers import import_object
+    from minddrive.rollout.driver import PolicyDriver
+    from minddrive.rollout.policy import import_object
 
     rollout = dict(cfg.get("rollout") or {})
     driver_cfg = dict(decision_interval=rollout.get("decision_interval", 5))

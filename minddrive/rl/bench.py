@@ -20,9 +20,11 @@ def bench(cfg, ckpt: str | None, worlds: int, ticks: int, eager_render: bool = F
     on a GPU, ``benchmarks/gpu_bench.py``'s collector part)."""
     import torch
 
-    from minddrive.eval.driver import PolicyDriver
     from minddrive.rl.collector import make_jobs
-    from minddrive.rl.workers import build_worlds, load_policy, policy_module
+    from minddrive.rl.rewards import reward_factory
+    from minddrive.rollout.driver import PolicyDriver
+    from minddrive.rollout.policy import load_policy, policy_module
+    from minddrive.rollout.worlds import build_worlds
 
     torch.set_num_threads(1)
     if policy is None:
@@ -30,7 +32,7 @@ def bench(cfg, ckpt: str | None, worlds: int, ticks: int, eager_render: bool = F
     policy_module(policy).eval()
     vec = build_worlds(cfg, worlds)
     driver = PolicyDriver(vec, policy, decision_interval=cfg.rollout.get("decision_interval", 5), sample=True,
-                          record_traces=True, reward_cfg=dict(cfg.reward), stop_on_penalty=True)
+                          record_traces=True, reward_factory=reward_factory(cfg.reward), stop_on_penalty=True)
     if eager_render:  # undo the driver's lazy cameras: render all worlds inside every step, as before
         driver.envs.lazy_images = False
         driver.envs.vec.render = True

@@ -89,7 +89,7 @@ def unpack_obs(obs: dict, images: bool = True) -> dict:
 
 
 def write_episode(out_dir: str | Path, meta: dict, trace: Any) -> Path:
-    """Write one episode (an :class:`~minddrive.eval.driver.EpisodeTrace`) atomically; returns its path."""
+    """Write one episode (an :class:`~minddrive.rollout.driver.EpisodeTrace`) atomically; returns its path."""
     steps = len(trace)
     dones = np.zeros(steps, dtype=bool)
     starts = np.zeros(steps, dtype=bool)

@@ -40,11 +40,11 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from minddrive.errors import UserError
-from minddrive.eval.driver import stack_memory
 from minddrive.models.compile import compile_model_regions, own_gradients, regional_compile_options
 from minddrive.rl.decouple import load_index, read_step
 from minddrive.rl.settings import config_file, read_settings, setting
-from minddrive.rl.workers import load_policy, policy_module, save_policy
+from minddrive.rollout.driver import stack_memory
+from minddrive.rollout.policy import load_policy, policy_module, save_policy
 
 
 @dataclass

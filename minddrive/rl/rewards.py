@@ -102,3 +102,9 @@ def build_reward(cfg: Any):
     from minddrive.registry import build
 
     return build(dict(cfg), REWARDS, where="reward")
+
+
+def reward_factory(cfg: Any):
+    """``cfg`` -> a callable giving one fresh reward per call (``PolicyDriver(reward_factory=...)``)."""
+    cfg = dict(cfg)
+    return lambda: build_reward(cfg)

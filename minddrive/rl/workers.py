@@ -1,7 +1,7 @@
 """Where rollout workers run: local subprocesses by default, Ray actors on a cluster.
 
 A worker is one process holding one policy copy and ``envs_per_worker`` simulator worlds; its
-:class:`~minddrive.eval.driver.PolicyDriver` batches the decisions of all its worlds into one
+:class:`~minddrive.rollout.driver.PolicyDriver` batches the decisions of all its worlds into one
 ``policy.act`` call. Workers claim routes from the shared :class:`~minddrive.rl.queue.RouteQueue`
 themselves, so the same worker code runs under either pool:
 
@@ -44,115 +44,18 @@ class WorkerSpec:
         return f"{socket.gethostname()}:{os.getpid()}:w{self.worker_id}"
 
 
-# --- policy and env placement --------------------------------------------------------------------
-POLICY_RUNTIME_KEYS = ("dtype", "cuda_graphs", "compile", "fuse_decision_value", "merge_adapters",
-                       "vit_float8")
-
-
-def load_policy(cfg: Any, ckpt: str | os.PathLike | None, device: str = "cpu", runtime: dict | None = None):
-    """The rollout policy for ``cfg.model``: loaded from ``ckpt`` when given, else freshly built.
-    ``runtime`` (``rollout.policy`` in a config: ``POLICY_RUNTIME_KEYS``) sets how the MindDrive VLA runs
-    (``MindDrivePolicy``'s inference dtype, CUDA graphs, regional compile).
-
-    A model class with its own ``from_checkpoint`` (e.g. ``StateFeaturePolicy``) is its own policy;
-    the MindDrive VLA model is wrapped in ``minddrive.models.policy.MindDrivePolicy``.
-    """
-    import minddrive.rl  # noqa: F401  (registers the RL-side models, e.g. StateFeaturePolicy)
-    from minddrive.registry import MODELS, build
-
-    model_cfg = cfg.get("model")
-    if model_cfg is None:
-        raise UserError(f"{getattr(cfg, 'filename', 'config')}: missing key 'model'")
-    MODELS.import_from_location()
-    cls = MODELS.get(model_cfg["type"])
-    if cls is None:
-        raise UserError(f"model.type: unknown model type {model_cfg['type']!r}")
-    if ckpt is not None and not Path(ckpt).exists():
-        raise UserError(f"--ckpt {ckpt}: checkpoint not found")
-    runtime = dict(runtime or {})
-    unknown = sorted(set(runtime) - set(POLICY_RUNTIME_KEYS))
-    if unknown:
-        raise UserError(f"rollout.policy: unknown keys {unknown}; expected some of {list(POLICY_RUNTIME_KEYS)}")
-    if hasattr(cls, "from_checkpoint"):
-        if runtime:
-            raise UserError(f"rollout.policy: only for the MindDrive VLA; {model_cfg['type']} runs as it is")
-        policy = cls.from_checkpoint(str(ckpt), device=device) if ckpt is not None \
-            else build(dict(model_cfg), MODELS, where="model")
-        return policy.to(device)
-    from minddrive.models.policy import MindDrivePolicy
-
-    if ckpt is not None:
-        return MindDrivePolicy.from_checkpoint(str(ckpt), device=device, **runtime)
-    return MindDrivePolicy(build(dict(model_cfg), MODELS, where="model").eval(), device=device, **runtime)
-
-
-def policy_module(policy: Any):
-    """The ``nn.Module`` holding a policy's weights (the policy itself, or ``MindDrivePolicy.model``)."""
-    import torch
-
-    inner = getattr(policy, "model", None)
-    return inner if isinstance(inner, torch.nn.Module) else policy
-
-
-def save_policy(policy: Any, path: str | os.PathLike, cfg: Any, meta: dict) -> None:
-    """Write ``policy`` as a checkpoint directory (the model's own writer, atomically)."""
-    if hasattr(policy, "save_checkpoint"):
-        policy.save_checkpoint(str(path), cfg=cfg, meta=meta)
-        return
-    from minddrive.models.checkpoint import save_checkpoint  # the model package's writer
-
-    save_checkpoint(path, policy_module(policy), cfg, meta=meta)
-
-
-def _takes(fn: Any, name: str) -> bool:
-    import inspect
-
-    try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def import_object(dotted: str) -> Any:
-    """``"package.module.Name"`` -> the object (config keys that name a class, e.g. rollout.controller)."""
-    import importlib
-
-    module, _, name = dotted.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
-        raise UserError(f"rollout.controller: cannot import {dotted!r}") from None
-
-
-def build_worlds(cfg: Any, count: int) -> Any:
-    """``count`` simulator worlds from ``cfg.env``.
-
-    The embedded simulator comes as one ``VecDriveEnv`` (all worlds stepped in one numpy call);
-    other backends as a list of independent ``DriveEnv`` objects.
-    """
-    from minddrive.registry import ENVS, build
-
-    env_cfg = dict(cfg.env)
-    if env_cfg.get("type") == "EmbeddedDriveEnv":
-        from minddrive.sim.vector import VecDriveEnv
-
-        kwargs = {k: v for k, v in env_cfg.items() if k != "type"}
-        try:
-            return VecDriveEnv(count, **kwargs)
-        except TypeError as exc:
-            raise UserError(f"env (EmbeddedDriveEnv): {exc}") from None
-    return [build(env_cfg, ENVS, where="env") for _ in range(count)]
-
-
 # --- the worker body ---------------------------------------------------------------------------------
 def run_worker(spec: WorkerSpec) -> dict:
     """Claim and drive routes until the queue has none left; returns this worker's counts."""
     import torch
 
     from minddrive.config import Config
-    from minddrive.eval.driver import PolicyDriver
     from minddrive.rl.buffer import episode_path, write_episode
     from minddrive.rl.queue import RouteQueue
+    from minddrive.rl.rewards import reward_factory
+    from minddrive.rollout.driver import PolicyDriver
+    from minddrive.rollout.policy import import_object, load_policy, policy_module
+    from minddrive.rollout.worlds import build_worlds
     from minddrive.utils.seed import seed_everything
 
     torch.set_num_threads(spec.threads)
@@ -170,7 +73,7 @@ def run_worker(spec: WorkerSpec) -> dict:
                           controller_factory=import_object(rollout["controller"]) if rollout.get("controller") else None,
                           decision_interval=rollout.get("decision_interval", 5), sample=True,
                           temperature=rollout.get("temperature", 1.0), stop_on_penalty=rollout.get("stop_on_penalty", True),
-                          reward_cfg=dict(cfg.reward), record_traces=True, device=spec.device)
+                          reward_factory=reward_factory(cfg.reward), record_traces=True, device=spec.device)
     is_finished = lambda key: episode_path(spec.out_dir, key).exists()  # noqa: E731
     claim = lambda: queue.claim(owner, is_finished=is_finished)  # noqa: E731
     last_beat = [time.monotonic()]

@@ -118,10 +118,10 @@ def test_global_record_matches_leaderboard_rules():
 def test_eval_driver_sets_where_and_how_the_model_runs(tmp_path, monkeypatch):
     """``eval_driver.device`` / ``eval_driver.policy`` reach the policy and the driver; the rest stays driver
     settings (the GPU infer configs run the model bf16 with merged adapters on the GPU this way)."""
-    import minddrive.eval.driver as driver_module
+    import minddrive.rollout.driver as driver_module
     from minddrive.config import load_config
     from minddrive.eval import closed_loop
-    from minddrive.rl.workers import load_policy, save_policy
+    from minddrive.rollout.policy import load_policy, save_policy
 
     cfg = load_config("adzoo/minddrive/configs/minddrive_tiny_infer.py",
                       {"eval_driver": dict(decision_interval=3, device="cpu", policy=dict(merge_adapters=True)),

@@ -256,7 +256,7 @@ def test_adapter_switch_keeps_requires_grad_untouched(tiny_model, tiny_batch):
 
 
 def test_policy_is_a_module_over_the_model(tiny_cfg, tiny_model, tiny_batch):
-    from minddrive.rl.workers import load_policy, policy_module
+    from minddrive.rollout.policy import load_policy, policy_module
 
     policy = MindDrivePolicy(tiny_model)
     assert isinstance(policy, torch.nn.Module) and policy.model is tiny_model

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from minddrive.eval.driver import EpisodeTrace
+from minddrive.rollout.driver import EpisodeTrace
 from minddrive.rl.buffer import write_episode
 from minddrive.rl.decouple import decouple
 from minddrive.rl.ppo import PPOHyperParams, StepDataset, ppo_update, select_trainable
@@ -214,7 +214,7 @@ def test_ppo_on_the_tiny_vla_encodes_each_step_once_and_updates_as_without_the_c
     import sys
 
     from minddrive.config import load_config
-    from minddrive.rl.workers import load_policy
+    from minddrive.rollout.policy import load_policy
 
     sys.path.insert(0, str(HERE.parents[1] / "benchmarks"))
     from gpu_bench import SyntheticSteps
@@ -268,7 +268,7 @@ def test_ppo_with_compiled_regions_updates_as_eager_on_the_tiny_vla():
 
     from minddrive.config import load_config
     from minddrive.models.compile import compile_model_regions
-    from minddrive.rl.workers import load_policy
+    from minddrive.rollout.policy import load_policy
 
     sys.path.insert(0, str(HERE.parents[1] / "benchmarks"))
     from gpu_bench import SyntheticSteps

@@ -51,7 +51,7 @@ def test_build_policy_wraps_minddrive_in_the_policy_contract(tmp_path):
     from minddrive.rl.feature_policy import StateFeaturePolicy
 
     cfg = load_config(TINY_RL)
-    from minddrive.rl.workers import load_policy, save_policy
+    from minddrive.rollout.policy import load_policy, save_policy
 
     policy = load_policy(cfg, None)
     save_policy(policy, tmp_path / "vla", cfg, meta=dict(stage="test"))

@@ -195,7 +195,7 @@ class PolicyDriver:
     """Drive route jobs through ``envs`` with ``policy`` (see the module docstring)."""
 
     def __init__(self, envs: Any, policy: Any, decision_interval: int = 5, sample: bool = False,
-                 temperature: float = 1.0, stop_on_penalty: bool = False, reward_cfg: dict | None = None,
+                 temperature: float = 1.0, stop_on_penalty: bool = False, reward_factory: Callable[[], Any] | None = None,
                  record_traces: bool = False, controller_factory: Callable[[], Any] | None = None,
                  device: str | torch.device = "cpu", obs_hook: Callable[[Any, dict], dict] | None = None):
         if decision_interval < 1:
@@ -203,7 +203,9 @@ class PolicyDriver:
         self.policy, self.device = policy, torch.device(device)
         self.decision_interval, self.sample, self.temperature = int(decision_interval), bool(sample), float(temperature)
         self.stop_on_penalty, self.record_traces = bool(stop_on_penalty), bool(record_traces)
-        self._reward_cfg = reward_cfg
+        # A fresh reward per episode, ``reward(obs, info) -> step`` with ``.reward`` and ``.terminal`` (the caller's
+        # choice, e.g. ``minddrive.rl.rewards.build_reward``): rollout knows no reward of its own.
+        self._reward_factory = reward_factory
         # A policy that needs more than the sensors (privileged features) names it as ``policy.obs_hook``.
         self.obs_hook = obs_hook or getattr(policy, "obs_hook", None)
         self.envs = as_world_batch(envs)
@@ -273,10 +275,8 @@ class PolicyDriver:
         if hasattr(world.controller, "reset"):
             world.controller.reset()
         world.reward = None
-        if self._reward_cfg is not None:
-            from minddrive.rl.rewards import build_reward
-
-            world.reward = build_reward(self._reward_cfg)
+        if self._reward_factory is not None:
+            world.reward = self._reward_factory()
         world.trace = EpisodeTrace() if self.record_traces else None
 
     def _finish_episode(self, world: _World, index: int) -> EpisodeResult:

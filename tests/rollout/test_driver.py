@@ -12,8 +12,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "rl"))
 from rl_fakes import CorridorEnv, CorridorPolicy, SpeedController  # noqa: E402
 
-from minddrive.eval.driver import PolicyDriver  # noqa: E402
+from minddrive.rollout.driver import PolicyDriver  # noqa: E402
 from minddrive.interfaces import ActOutput  # noqa: E402
+from minddrive.rl.rewards import reward_factory  # noqa: E402
 
 
 class FixedPolicy(CorridorPolicy):
@@ -56,7 +57,8 @@ def test_decides_every_interval_and_batches_worlds():
 
 def test_stop_on_penalty_ends_rollout_with_minus_one_but_eval_runs_on():
     reward = dict(type="SparseRouteReward")
-    rollout = make_driver(FixedPolicy(3), worlds=1, record_traces=True, stop_on_penalty=True, reward_cfg=reward)
+    rollout = make_driver(FixedPolicy(3), worlds=1, record_traces=True, stop_on_penalty=True,
+                          reward_factory=reward_factory(reward))
     results = []
     record = rollout.run([7], on_episode_end=results.append)[0]
     trace = results[0].trace
@@ -64,7 +66,8 @@ def test_stop_on_penalty_ends_rollout_with_minus_one_but_eval_runs_on():
     assert record["status"] == "Started"          # cut at the red light, 20 m into 40 m
     assert 45.0 <= record["scores"]["score_route"] <= 60.0
 
-    evaluation = make_driver(FixedPolicy(3), worlds=1, record_traces=True, stop_on_penalty=False, reward_cfg=reward)
+    evaluation = make_driver(FixedPolicy(3), worlds=1, record_traces=True, stop_on_penalty=False,
+                             reward_factory=reward_factory(reward))
     record = evaluation.run([7])[0]
     assert record["status"] == "Completed" and len(record["infractions"]["red_light"]) == 1
     assert record["scores"]["score_composed"] == pytest.approx(70.0)
@@ -77,7 +80,7 @@ def test_waiting_policy_completes_without_infraction_and_gets_plus_one():
             return super().act(batch, decision=torch.where(stop, 1, 3))
 
     driver = make_driver(Smart(), worlds=1, record_traces=True, stop_on_penalty=True,
-                         reward_cfg=dict(type="SparseRouteReward"))
+                         reward_factory=reward_factory(dict(type="SparseRouteReward")))
     results = []
     record = driver.run([7], on_episode_end=results.append)[0]
     assert record["status"] == "Completed" and record["num_infractions"] == 0
