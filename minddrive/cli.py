@@ -16,7 +16,7 @@ from minddrive.errors import UserError
 # verb -> (module, one-line help)
 VERBS: dict[str, tuple[str, str]] = {
     "score": ("minddrive.eval.scoring_cli", "score a Bench2Drive / leaderboard result JSON (file or folder)"),
-    "sim-eval": ("minddrive.sim.cli", "drive seeded embedded-simulator routes with a built-in policy and score them"),
+    "sim-eval": ("minddrive.eval.sim_cli", "drive seeded embedded-simulator routes with a built-in policy and score them"),
     "sim-bench": ("minddrive.sim.cli", "measure embedded-simulator stepping throughput"),
     "sim-view": ("minddrive.sim.data_cli", "render an episode as an animated BEV picture"),
     "sim-data": ("minddrive.sim.data_cli", "write expert-driven clips in the Bench2Drive layout plus Chat-B2D VQA"),

@@ -1,36 +1,30 @@
-"""``minddrive sim-eval`` (drive seeded routes with a built-in policy and score them) and ``sim-bench``."""
+"""``minddrive sim-bench`` (stepping throughput) and the seeded route drivers of the built-in policies.
+
+``minddrive sim-eval`` drives routes with :func:`drive_routes` and scores them; being an evaluation verb it lives
+with the others in :mod:`minddrive.eval.sim_cli` (the simulator imports nothing above itself).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 
 from minddrive.constants import ABILITY_NAMES
 from minddrive.errors import UserError
-from minddrive.sim.records import checkpoint
 from minddrive.sim.scenarios import SCENARIO_TYPES, scenarios_for_ability
-from minddrive.utils.io import write_json
 
-POLICIES = ("expert", "constant")
+POLICIES = ("expert", "constant")  # the built-in policies drive_routes knows
 CONSTANT_SPEED = 6.0   # m/s held by the "go straight at constant speed" baseline
 
 
 def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
-    if verb == "sim-eval":
-        parser.add_argument("--policy", choices=POLICIES, default="expert")
-        parser.add_argument("--routes", type=int, default=100, help="number of seeded routes (spread over the five abilities)")
-        parser.add_argument("--seed", type=int, default=0, help="seed of the route set")
-        parser.add_argument("--out", required=True, help="folder for the result JSON (leaderboard checkpoint format)")
-        parser.add_argument("--json", action="store_true", help="print the score as `minddrive score --json` does")
-    else:
-        parser.add_argument("--worlds", type=int, default=32)
-        parser.add_argument("--steps", type=int, default=200)
-        parser.add_argument("--render", action="store_true", help="also render the six cameras every step")
-        parser.add_argument("--json", action="store_true")
+    parser.add_argument("--worlds", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--render", action="store_true", help="also render the six cameras every step")
+    parser.add_argument("--json", action="store_true")
 
 
 def evaluation_routes(count: int, seed: int) -> list[dict]:
@@ -77,29 +71,6 @@ def drive_routes(routes: list[dict], policy: str, progress: bool = True) -> list
     return records
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.verb == "sim-eval":
-        return _run_eval(args)
-    return _run_bench(args)
-
-
-def _run_eval(args: argparse.Namespace) -> int:
-    from minddrive.eval.scoring import score_records
-    from minddrive.eval.scoring_cli import format_report
-
-    routes = evaluation_routes(args.routes, args.seed)
-    records = drive_routes(routes, args.policy)
-    out = Path(args.out)
-    result_path = out / f"sim_eval_{args.policy}_seed{args.seed}.json"
-    write_json(result_path, checkpoint(records))
-    report = score_records(records)
-    if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
-    else:
-        print(format_report(report, title=str(result_path)))
-    return 0
-
-
 def bench_steps_per_second(worlds: int, steps: int, render: bool = False, seed: int = 0) -> dict:
     """Stepping throughput of a VecDriveEnv under constant control.
 
@@ -127,7 +98,7 @@ def bench_steps_per_second(worlds: int, steps: int, render: bool = False, seed: 
     return dict(steps_per_s=worlds * steps / step_time, steps_per_cpu_s=worlds * steps / max(step_cpu, 1e-9), reset_ms=1000 * reset_time / max(resets, 1), resets=resets)
 
 
-def _run_bench(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     if args.worlds < 1 or args.steps < 1:
         raise UserError("--worlds and --steps: expected positive integers")
     result = bench_steps_per_second(args.worlds, args.steps, args.render)
