@@ -19,7 +19,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "sim-eval": ("minddrive.eval.sim_cli", "drive seeded embedded-simulator routes with a built-in policy and score them"),
     "sim-bench": ("minddrive.sim.cli", "measure embedded-simulator stepping throughput"),
     "sim-view": ("minddrive.sim.data_cli", "render an episode as an animated BEV picture"),
-    "sim-data": ("minddrive.sim.data_cli", "write expert-driven clips in the Bench2Drive layout plus Chat-B2D VQA"),
+    "sim-data": ("minddrive.data.sim_data_cli", "write expert-driven clips in the Bench2Drive layout plus Chat-B2D VQA"),
     "prepare-data": ("minddrive.data.cli", "build the train/val info index from Bench2Drive-layout clips"),
     "train": ("minddrive.train.cli", "imitation learning (stages 1-3) from a config"),
     "test": ("minddrive.train.cli", "open-loop evaluation: L2, collision rate, meta-action accuracy"),

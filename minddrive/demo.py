@@ -139,13 +139,14 @@ def _config(name: str, options: dict[str, Any] | None = None):
 
 
 def make_data(paths: DemoPaths, settings: DemoSettings) -> dict[str, Any]:
+    from minddrive.data.sim_vqa import frame_vqa
     from minddrive.sim.writer import write_dataset
 
     stage = _config("minddrive_tiny_train_stage2.py")
     height, width = stage.image_size  # write clips at the tiny model's input size: no resize in training
     clips = write_dataset(paths.data, num_routes=settings.routes, seed=settings.seed, vqa_root=paths.vqa,
                           workers=settings.workers, image_size=(height, width),
-                          max_frames=settings.max_frames)
+                          max_frames=settings.max_frames, frame_vqa=frame_vqa)
     return dict(clips=len(clips), root=str(paths.data))
 
 

@@ -1,4 +1,8 @@
-"""``minddrive sim-data`` (Bench2Drive-layout clips + Chat-B2D VQA) and ``minddrive sim-view`` (animated BEV)."""
+"""``minddrive sim-view`` (animated BEV of an episode).
+
+``minddrive sim-data`` (Bench2Drive-layout clips + Chat-B2D VQA) lives in :mod:`minddrive.data.sim_data_cli`: the
+VQA it writes is the data layer's.
+"""
 
 from __future__ import annotations
 
@@ -21,43 +25,15 @@ def parse_image_size(text: str) -> tuple[int, int]:
 
 def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
     parser.add_argument("--seed", type=int, default=0, help="base seed (routes, traffic, VQA phrasing)")
-    if verb == "sim-data":
-        parser.add_argument("--out", required=True, help="dataset root; clips go to OUT/v1/<clip>, split to OUT/split.json")
-        parser.add_argument("--routes", type=int, default=10, help="number of clips (routes) to write")
-        parser.add_argument("--vqa-out", default=None, help="Chat-B2D root: VQA_OUT/{train,val}/<clip>/<frame>.json")
-        parser.add_argument("--image-size", default="900x1600", help="camera HxW (Bench2Drive: 900x1600)")
-        parser.add_argument("--jpeg-quality", type=int, default=20, help="JPEG quality (Bench2Drive uses 20)")
-        parser.add_argument("--workers", type=int, default=1, help="parallel clip writers (processes)")
-        parser.add_argument("--max-frames", type=int, default=None, help="cap frames per clip (quick runs)")
-        parser.add_argument("--val-fraction", type=float, default=0.1, help="share of clips in the val split")
-    else:
-        parser.add_argument("--out", required=True, help="output animation, .gif or .mp4")
-        parser.add_argument("--scenario", default=None, help="Bench2Drive scenario type to drive")
-        parser.add_argument("--policy", choices=("expert", "constant"), default="expert")
-        parser.add_argument("--max-steps", type=int, default=300, help="stop after this many env steps")
-        parser.add_argument("--fps", type=float, default=10.0)
-        parser.add_argument("--size", type=int, default=400, help="picture side in pixels")
+    parser.add_argument("--out", required=True, help="output animation, .gif or .mp4")
+    parser.add_argument("--scenario", default=None, help="Bench2Drive scenario type to drive")
+    parser.add_argument("--policy", choices=("expert", "constant"), default="expert")
+    parser.add_argument("--max-steps", type=int, default=300, help="stop after this many env steps")
+    parser.add_argument("--fps", type=float, default=10.0)
+    parser.add_argument("--size", type=int, default=400, help="picture side in pixels")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.verb == "sim-data":
-        return _run_data(args)
-    return _run_view(args)
-
-
-def _run_data(args: argparse.Namespace) -> int:
-    from minddrive.sim.writer import write_dataset
-
-    if not 1 <= args.jpeg_quality <= 100:
-        raise UserError(f"--jpeg-quality: expected 1..100, got {args.jpeg_quality}")
-    clips = write_dataset(args.out, args.routes, seed=args.seed, vqa_root=args.vqa_out, workers=args.workers,
-                          image_size=parse_image_size(args.image_size), jpeg_quality=args.jpeg_quality,
-                          val_fraction=args.val_fraction, max_frames=args.max_frames)
-    print(f"wrote {len(clips)} clips under {args.out}/v1 (split: {args.out}/split.json)")
-    return 0
-
-
-def _run_view(args: argparse.Namespace) -> int:
     from minddrive.sim.viewer import VIDEO_SUFFIXES, render_episode
     from minddrive.sim.writer import make_env_and_expert
 

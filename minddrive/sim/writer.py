@@ -4,7 +4,7 @@ One clip = one route driven by the privileged expert::
 
     <root>/<Scenario>_<Town>_Route<N>_Weather<W>/anno/{frame:05}.json.gz     gzip JSON (indent 4)
     <root>/<clip>/camera/rgb_{front,front_left,...}/{frame:05}.jpg           JPEG (quality 20 by default)
-    <vqa_root>/<split>/<clip>/{frame:05}.json                                Chat-B2D turns (vqa.py)
+    <vqa_root>/<split>/<clip>/{frame:05}.json                                Chat-B2D turns (``frame_vqa``)
 
 Frames are saved at 10 Hz. Everything a loader needs lives in the real keys: nothing extra is written.
 Where the embedded world knows less than CARLA, the field is filled the way a loader reads it and the
@@ -12,6 +12,8 @@ difference is stated here: ``x, y`` are the ground-truth ego location (no GNSS n
 offset), ``theta`` is the exact compass, heights, pitch and roll come from the town's terrain
 (``minddrive.sim.terrain``: the driving itself is planar, what is recorded stands on the height field), walker ``speed`` is their real speed (CARLA writes 0), there
 are no ``road_id/lane_id/section_id``, ``bone`` is empty and ``num_points`` is -1 (no LiDAR).
+The VQA turns of a frame come from the caller's ``frame_vqa(scene, speed_index, path_index, seed, frame)``
+(``minddrive.data.sim_vqa.frame_vqa``: what the turns say is the data layer's business, not the simulator's).
 A clip is written into a hidden temporary folder and renamed when complete, so re-running skips
 finished clips and never sees half-written ones.
 """
@@ -25,7 +27,7 @@ import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -35,7 +37,6 @@ from minddrive.errors import UserError
 from minddrive.sim.scene import ACTOR_CLASS, ActorState, Scene
 from minddrive.sim.sensors import B2D_IMAGE_SIZE_HW, camera_calibration, carla_matrix, render_cameras
 from minddrive.sim.terrain import Terrain
-from minddrive.sim.vqa import frame_vqa
 from minddrive.utils.io import write_json
 
 FRAME_RATE = 10.0
@@ -261,12 +262,17 @@ def _existing_clip(out_root: Path, route_number: int) -> Path | None:
 def write_clip(env, expert, out_root: str | os.PathLike, seed: int, scenario: str | None = None, route=None,
                route_number: int | None = None, image_size: tuple[int, int] = B2D_IMAGE_SIZE_HW,
                jpeg_quality: int = DEFAULT_JPEG_QUALITY, vqa_root: str | os.PathLike | None = None,
-               split: str = "train", max_frames: int | None = None) -> Path:
+               split: str = "train", max_frames: int | None = None,
+               frame_vqa: Callable[[Scene, int, int, int, int], list] | None = None) -> Path:
     """Drive one route with ``expert`` and write one Bench2Drive clip (and its VQA); returns the clip folder.
+
+    With ``vqa_root``, ``frame_vqa(scene, speed_index, path_index, seed, frame)`` gives each frame's VQA turns.
 
     ``route_number`` (default ``seed``) names the clip ``..._Route<N>_...`` and must be unique in
     ``out_root``; a clip already there is kept as it is (re-runs resume).
     """
+    if vqa_root is not None and frame_vqa is None:
+        raise ValueError("write_clip: vqa_root given without frame_vqa")
     out_root = Path(out_root)
     route_number = int(seed if route_number is None else route_number)
     done = _existing_clip(out_root, route_number)
@@ -357,12 +363,14 @@ def write_dataset(out_root: str | os.PathLike, num_routes: int, seed: int = 0, v
                   workers: int = 1, image_size: tuple[int, int] = B2D_IMAGE_SIZE_HW,
                   jpeg_quality: int = DEFAULT_JPEG_QUALITY, val_fraction: float = 0.1,
                   scenarios: tuple[str, ...] | None = None, env_cfg: dict | None = None,
-                  max_frames: int | None = None) -> list[Path]:
+                  max_frames: int | None = None,
+                  frame_vqa: Callable[[Scene, int, int, int, int], list] | None = None) -> list[Path]:
     """Write ``num_routes`` clips under ``<out_root>/v1/`` spread over scenario types, plus ``split.json``.
 
     Route ``i`` uses episode seed ``seed * 100_000 + i`` (also its route number, so names are unique
     and a re-run with the same arguments skips finished clips). A ``val_fraction`` of the routes,
-    picked by ``seed``, is the validation split (their VQA goes to ``<vqa_root>/val``).
+    picked by ``seed``, is the validation split (their VQA goes to ``<vqa_root>/val``). ``frame_vqa``: as
+    :func:`write_clip` (a module-level function, so that worker processes can receive it).
     """
     from tqdm import tqdm
 
@@ -376,7 +384,8 @@ def write_dataset(out_root: str | os.PathLike, num_routes: int, seed: int = 0, v
                                                  replace=False).tolist())
     jobs = [dict(env_cfg=env_cfg, out_root=clips_root, seed=seed * 100_000 + i, scenario=scenarios[i % len(scenarios)],
                  image_size=tuple(image_size), jpeg_quality=jpeg_quality, vqa_root=vqa_root,
-                 split="val" if i in val else "train", max_frames=max_frames) for i in range(num_routes)]
+                 split="val" if i in val else "train", max_frames=max_frames, frame_vqa=frame_vqa)
+            for i in range(num_routes)]
     results: dict[int, str] = {}
     with tqdm(total=num_routes, desc="sim-data clips", unit="clip") as bar:
         if workers <= 1:

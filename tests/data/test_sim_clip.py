@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from minddrive.data.infos import build_info_index, load_info_index
+from minddrive.data.sim_vqa import frame_vqa
 
 
 class ConstantThrottle:
@@ -29,7 +30,7 @@ def sim_clip(tmp_path_factory):
     root = tmp_path_factory.mktemp("sim")
     env = build(dict(type="EmbeddedDriveEnv"), ENVS, where="env")
     clip = writer.write_clip(env, ConstantThrottle(), root / "v1", seed=3, image_size=(36, 64),
-                             vqa_root=root / "vqa", max_frames=12)
+                             vqa_root=root / "vqa", max_frames=12, frame_vqa=frame_vqa)
     build_info_index(root, None, root / "infos", vqa_root=str(root / "vqa"), progress=False, log=lambda *_: None)
     return clip, load_info_index(root / "infos" / "b2d_infos_train.pkl")[0]
 

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from minddrive.constants import CAMERA_FOLDERS, CAMERA_NAMES
+from minddrive.data.prompts import decision_answer
+from minddrive.data.sim_vqa import frame_vqa
 from minddrive.sim.viewer import example_scene
 from minddrive.sim.writer import frame_annotation, write_clip
 
@@ -59,7 +61,7 @@ class ScriptedExpert:
 def clip(tmp_path_factory):
     root = tmp_path_factory.mktemp("b2d")
     path = write_clip(ScriptedEnv(), ScriptedExpert(), root / "v1", seed=7, image_size=(90, 160),
-                      vqa_root=root / "vqa", split="val")
+                      vqa_root=root / "vqa", split="val", frame_vqa=frame_vqa)
     return root, path
 
 
