@@ -189,7 +189,8 @@ def convert(paths: DemoPaths, il_ckpt: str) -> dict[str, Any]:
     return dict(ckpt=str(paths.converted), copied=report)
 
 
-def _rl_config(settings: DemoSettings):
+def rl_config(settings: DemoSettings):
+    """The tiny RL config at this run's sizes (RL loop, closed-loop evaluation and the report's pictures)."""
     return _config("minddrive_tiny_rl_ppo_train.py",
                    {"rl_routes.count": settings.rl_episodes, "rl_eval.limit": settings.eval_routes or None,
                     "rollout.envs_per_worker": min(4, settings.rl_episodes), "seed": settings.seed})
@@ -198,7 +199,7 @@ def _rl_config(settings: DemoSettings):
 def reinforcement(paths: DemoPaths, settings: DemoSettings, converted_ckpt: str) -> dict[str, Any]:
     from minddrive.rl.loop import rl_loop
 
-    result = rl_loop(_rl_config(settings), converted_ckpt, paths.rl, settings.rl_iterations, num_workers=0)
+    result = rl_loop(rl_config(settings), converted_ckpt, paths.rl, settings.rl_iterations, num_workers=0)
     return dict(ckpt=result["final_ckpt"], progress=result["iterations"], plot=str(paths.rl / "progress.png"))
 
 
@@ -210,7 +211,7 @@ def closed_loop(paths: DemoPaths, settings: DemoSettings, il_ckpt: str, rl_ckpt:
     """
     from minddrive.rl.loop import evaluate_checkpoint
 
-    cfg = _rl_config(settings)
+    cfg = rl_config(settings)
     last = paths.rl / f"iter_{settings.rl_iterations:02d}" / "eval"
     scores = {}
     for name, ckpt, out in (("il", il_ckpt, paths.rl / "baseline" / "eval"), ("rl", rl_ckpt, last)):
@@ -222,7 +223,7 @@ def closed_loop(paths: DemoPaths, settings: DemoSettings, il_ckpt: str, rl_ckpt:
 def write_report(paths: DemoPaths, settings: DemoSettings, il: dict, rl: dict, scores: dict) -> dict[str, Any]:
     from minddrive.demo_report import build_report
 
-    return build_report(paths, settings, il, rl, scores)
+    return build_report(paths, settings, il, rl, scores, rl_cfg=rl_config(settings))
 
 
 def print_summary(report: dict[str, Any]) -> None:

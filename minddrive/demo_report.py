@@ -13,11 +13,12 @@ from minddrive.utils.io import write_json
 GIF_ROUTE_INDEX = 0  # the first held-out suite route is the one drawn before and after RL
 
 
-def build_report(paths, settings, il: dict, rl: dict, scores: dict) -> dict[str, Any]:
+def build_report(paths, settings, il: dict, rl: dict, scores: dict, rl_cfg: Any) -> dict[str, Any]:
+    """``rl_cfg``: the run's RL config (``minddrive.demo.rl_config``), which drives the before/after pictures."""
     report_dir = Path(paths.report)
     report_dir.mkdir(parents=True, exist_ok=True)
     pictures = _copy_curves(il, rl, report_dir)
-    pictures += _before_after_gifs(paths, settings, il_ckpt=str(paths.converted), rl_ckpt=rl["ckpt"], out=report_dir)
+    pictures += _before_after_gifs(rl_cfg, il_ckpt=str(paths.converted), rl_ckpt=rl["ckpt"], out=report_dir)
     delta = scores["rl"]["driving_score"] - scores["il"]["driving_score"]
     paired = paired_route_comparison(Path(paths.rl) / "baseline" / "eval" / "results.json",
                                      Path(paths.rl) / f"iter_{settings.rl_iterations:02d}" / "eval" / "results.json",
@@ -52,16 +53,14 @@ def _copy_curves(il: dict, rl: dict, out: Path) -> list[str]:
     return copied
 
 
-def _before_after_gifs(paths, settings, il_ckpt: str, rl_ckpt: str, out: Path) -> list[str]:
+def _before_after_gifs(cfg: Any, il_ckpt: str, rl_ckpt: str, out: Path) -> list[str]:
     """Drive the same held-out route with the IL and the RL policy and animate both (BEV with the plan)."""
-    from minddrive.demo import _rl_config
     from minddrive.eval.suite import load_suite
     from minddrive.rollout.driver import PolicyDriver
     from minddrive.rollout.policy import load_policy
     from minddrive.rollout.worlds import build_worlds
     from minddrive.sim.viewer import render_episode
 
-    cfg = _rl_config(settings)
     route = load_suite("sim-b2d-mini").routes[GIF_ROUTE_INDEX]
     written = []
     for name, ckpt in (("il", il_ckpt), ("rl", rl_ckpt)):
