@@ -1060,8 +1060,8 @@ def bench_rollout_fast(model, spec: SizeSpec, image_size, device) -> dict:
 # 3. PPO update
 # ----------------------------------------------------------------------------------------------------------
 class PPOPolicyAdapter(torch.nn.Module):
-    """What ``minddrive.rl.ppo.ppo_update`` expects of a policy (an ``nn.Module`` with ``preprocess`` and
-    ``evaluate_decisions``) around a :class:`MindDrivePolicy`, which is a plain class holding the model.
+    """What ``minddrive.rl.ppo.ppo_update`` expects of a policy (an ``nn.Module`` with ``TrainablePolicy``'s
+    ``preprocess``, ``evaluate_decisions`` and ``scene_tokens``, ``minddrive.interfaces``) around a :class:`MindDrivePolicy`, which is a plain class holding the model.
 
     ``staged`` (a device batch) makes ``preprocess`` return its first ``len(obs)`` rows instead of converting
     numpy observations, to measure the model's compute without the host-side image conversion.
@@ -1076,16 +1076,16 @@ class PPOPolicyAdapter(torch.nn.Module):
         self.staged = staged
         self.model.set_trainable(self.PPO_TRAINABLE)  # use_adapter re-applies this set on every switch
 
-    def preprocess(self, obs_list):
+    def preprocess(self, obs_list, memory=None):
         if self.staged is not None:
             return {k: v[:len(obs_list)] for k, v in self.staged.items()}
-        return self.policy.preprocess(obs_list)
+        return self.policy.preprocess(obs_list)  # measured without the temporal memory, as before
 
     def scene_tokens(self, batch):
         return self.policy.scene_tokens(batch)
 
-    def evaluate_decisions(self, batch, actions, scene=None):
-        return self.policy.evaluate_decisions(batch, actions, scene=scene)
+    def evaluate_decisions(self, batch, actions, temperature=1.0, scene=None):
+        return self.policy.evaluate_decisions(batch, actions, temperature=temperature, scene=scene)
 
 
 def rendered_cameras(image_size: tuple[int, int], seed: int = 0, ticks: int = 20) -> np.ndarray:

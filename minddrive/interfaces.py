@@ -33,13 +33,16 @@ Training batch (``minddrive.data`` collate -> ``model.forward(batch)``), all tor
     prev_memory      float32 (B, K, C)  optional  query-decoder temporal memory from the previous frame
     prev_memory_mask float32 (B, K)     optional  1 = valid slot; absent or all 0 at an episode/clip start
 
-Policy (``models.MindDrivePolicy``):
-    ``policy.preprocess(obs_list) -> batch``          env observations -> a batch of the keys above
+Policy (:class:`DrivingPolicy`, :class:`TrainablePolicy` below; ``models.MindDrivePolicy``,
+``rl.feature_policy.StateFeaturePolicy``):
+    ``policy.preprocess(obs_list, memory=None) -> batch``  env observations -> a batch of the keys above
                                                      that are known at run time (no labels)
     ``policy.act(batch, sample=True, temperature=1.0, decision=None) -> ActOutput``
         one decision-expert pass (log-probs of the 7 speed tokens at the answer position),
         one action-expert pass conditioned on the chosen decision, one value pass;
         under ``torch.inference_mode()``.
+    ``policy.evaluate_decisions(batch, actions, temperature=1.0, scene=None) -> (log_probs, value, entropy)``
+    ``policy.scene_tokens(batch) -> tensor | None``   (PPO, with gradients / the frozen scene encoder's tokens)
 
 Checkpoint directory (written atomically, ``minddrive.models.checkpoint``):
     config.py            the full config that built the model
@@ -51,6 +54,7 @@ Checkpoint directory (written atomically, ``minddrive.models.checkpoint``):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 import torch
 
@@ -69,3 +73,40 @@ class ActOutput:
     # next step's batch (``batch.update(out.memory)``); omit it at an episode start. Explicit so PPO can
     # recompute a stored step exactly.
     memory: dict[str, torch.Tensor] | None = None
+
+
+@runtime_checkable
+class DrivingPolicy(Protocol):
+    """What drives a simulator (``minddrive.rollout.driver.PolicyDriver``, the leaderboard agent).
+
+    A policy may also name ``obs_hook(world_view, obs) -> obs`` (observations it needs beyond the sensors,
+    e.g. privileged features); the driver applies it when present.
+    """
+
+    def preprocess(self, obs_list: Sequence[dict[str, Any]], memory: dict[str, torch.Tensor] | None = None) -> Any:
+        """Observations -> the policy's run-time batch. ``memory``: the previous ``ActOutput.memory`` stacked
+        over the batch (``minddrive.rollout.driver.stack_memory``), ``None`` at an episode start or for a
+        policy without temporal memory (which may ignore it)."""
+        ...
+
+    def act(self, batch: Any, sample: bool = True, temperature: float = 1.0,
+            decision: torch.Tensor | None = None) -> ActOutput:
+        """Decide, value and plan for a batch (see :class:`ActOutput`); ``decision`` replays a given choice."""
+        ...
+
+
+@runtime_checkable
+class TrainablePolicy(DrivingPolicy, Protocol):
+    """What PPO (``minddrive.rl.ppo``) needs on top of driving."""
+
+    def evaluate_decisions(self, batch: Any, actions: torch.Tensor, temperature: float = 1.0,
+                           scene: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(log-probs of all 7 speed actions (B, 7), value (B,), entropy (B,)) with gradients; ``scene``: this
+        batch's :meth:`scene_tokens` computed earlier. A policy that scores only at temperature 1 raises
+        ``UserError`` for any other."""
+        ...
+
+    def scene_tokens(self, batch: Any) -> torch.Tensor | None:
+        """The scene tokens ``evaluate_decisions`` would compute, without gradients, or ``None`` when there are
+        none to reuse (no frozen scene encoder): PPO then caches nothing."""
+        ...

@@ -111,7 +111,7 @@ def test_the_leaderboard_double_thins_the_plan_as_the_real_leaderboard():
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
     from minddrive.config import load_config
-    from minddrive.rl.workers import load_policy, save_policy
+    from minddrive.rollout.policy import load_policy, save_policy
 
     cfg_path = REPO / "adzoo/minddrive/configs/minddrive_tiny_rl_ppo_train.py"
     ckpt = tmp_path_factory.mktemp("agent") / "ckpt"

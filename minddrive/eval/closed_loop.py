@@ -194,7 +194,7 @@ class ConstantPolicy:
     def __init__(self, speed: float = 4.0):
         self.speed = float(speed)
 
-    def preprocess(self, obs_list: list[dict]) -> list[dict]:
+    def preprocess(self, obs_list: list[dict], memory: dict | None = None) -> list[dict]:
         return obs_list
 
     def act(self, batch: list[dict], sample: bool = False, temperature: float = 1.0, decision=None):

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from minddrive.constants import EGO_STATE_FIELDS, NUM_PATH_ACTIONS, NUM_SPEED_ACTIONS
+from minddrive.errors import UserError
 from minddrive.registry import MODELS
 
 FEATURE_NAMES = ("speed", "speed_limit", "lead_gap", "lead_closing", "lead_present", "vru_gap", "vru_lateral",
@@ -105,8 +106,9 @@ class StateFeaturePolicy(nn.Module):
             with torch.no_grad():
                 self.decision_expert[-1].bias.copy_(torch.tensor(init_bias, dtype=torch.float32))
 
-    # --- the policy API --------------------------------------------------------------------------
-    def preprocess(self, obs_list: list[dict]) -> dict:
+    # --- the policy API (minddrive.interfaces.TrainablePolicy) -------------------------------------
+    def preprocess(self, obs_list: list[dict], memory: dict | None = None) -> dict:
+        """No temporal memory: ``memory`` is always None here (``act`` returns none) and ignored."""
         features = np.stack([np.asarray(o["features"], dtype=np.float32) for o in obs_list])
         return dict(features=torch.from_numpy(features), obs=list(obs_list))
 
@@ -138,11 +140,19 @@ class StateFeaturePolicy(nn.Module):
         """The action expert: here the simulator's scripted one."""
         return scripted_plan(obs, speed_index)
 
-    def evaluate_decisions(self, batch: dict, actions: torch.Tensor):
-        """(log-probs of all 7 actions, value, entropy), with gradients, for PPO."""
+    def evaluate_decisions(self, batch: dict, actions: torch.Tensor, temperature: float = 1.0,
+                           scene: torch.Tensor | None = None):
+        """(log-probs of all 7 actions, value, entropy), with gradients, for PPO; at temperature 1 only (``scene``
+        is never given: :meth:`scene_tokens` has none)."""
+        if temperature != 1.0:
+            raise UserError(f"ppo.temperature {temperature}: {type(self).__name__} scores decisions at temperature 1 only")
         log_probs, value = self._heads(batch["features"].to(self._device()))
         entropy = -(log_probs.exp() * log_probs).sum(-1)
         return log_probs, value, entropy
+
+    def scene_tokens(self, batch: dict) -> None:
+        """No scene encoder: nothing for PPO to cache."""
+        return None
 
     def _device(self) -> torch.device:
         return next(self.parameters()).device

@@ -24,7 +24,6 @@ shuffled epoch and gradients are averaged with one all-reduce per step (what DDP
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import time
@@ -40,6 +39,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from minddrive.errors import UserError
+from minddrive.interfaces import TrainablePolicy
 from minddrive.models.compile import compile_model_regions, own_gradients, regional_compile_options
 from minddrive.rl.decouple import load_index, read_step
 from minddrive.rl.settings import config_file, read_settings, setting
@@ -169,11 +169,9 @@ def _world() -> tuple[int, int]:
     return 0, 1
 
 
-def policy_batch(policy: Any, mb: dict, takes_memory: bool) -> dict:
+def policy_batch(policy: TrainablePolicy, mb: dict) -> dict:
     """The run-time batch of a minibatch of steps (``policy.preprocess``, with the stored memory if any)."""
-    if takes_memory:
-        return policy.preprocess(mb["obs"], memory=stack_memory(mb["memory"]))
-    return policy.preprocess(mb["obs"])
+    return policy.preprocess(mb["obs"], memory=stack_memory(mb["memory"]))
 
 
 class SceneCache:
@@ -185,11 +183,11 @@ class SceneCache:
     encodes per step at the upstream 10 epochs where one gives the same tokens. A minibatch whose steps are
     all cached reuses them; otherwise it is encoded (without gradients) and its rows are kept. Host memory:
     scene tokens x hidden x 2 bytes per step under bf16 autocast (0.5B: 385 x 896, ~0.7 MB). Inactive for a
-    policy without ``scene_tokens`` or whose scene encoder trains. Each process keeps its own: as the epochs'
+    policy whose ``scene_tokens`` gives none (no frozen scene encoder, or it trains). Each process keeps its own: as the epochs'
     shards change, a process encodes a step the first time it meets it (at most once, not once per epoch)."""
 
-    def __init__(self, policy: Any, enabled: bool = True):
-        self.enabled = enabled and hasattr(policy, "scene_tokens")
+    def __init__(self, policy: TrainablePolicy, enabled: bool = True):
+        self.enabled = enabled
         self.rows: dict[int, torch.Tensor] = {}
 
     def covers(self, indices: list[int]) -> bool:
@@ -251,8 +249,8 @@ def ppo_loss_rows(new_log_probs_all: torch.Tensor, new_values: torch.Tensor, ent
                 approx_kl=approx_kl, clip_fraction=clip_fraction)
 
 
-def score_steps(policy: Any, dataset: Dataset, hp: PPOHyperParams, device: torch.device, temperature_kw: dict,
-                takes_memory: bool, scenes: SceneCache | None = None) -> tuple[torch.Tensor | None, float]:
+def score_steps(policy: TrainablePolicy, dataset: Dataset, hp: PPOHyperParams, device: torch.device,
+                temperature: float = 1.0, scenes: SceneCache | None = None) -> tuple[torch.Tensor | None, float]:
     """(the learner's log-probs (N, 7) of every step, or None without ``hp.recompute_old_log_probs``; the mean
     |learner - stored| log-prob of the taken actions). Each process scores an interleaved shard; the shards
     are gathered so every process holds all N rows. Without gradients, before any update. The scene tokens
@@ -270,7 +268,8 @@ def score_steps(policy: Any, dataset: Dataset, hp: PPOHyperParams, device: torch
         for k, mb in enumerate(loader):
             actions = mb["actions"].to(device)
             log_probs, _, _ = scenes.evaluate(policy, shard[k * size:(k + 1) * size],
-                                              policy_batch(policy, mb, takes_memory), actions, **temperature_kw)
+                                              policy_batch(policy, mb), actions,
+                                              temperature=temperature)
             stored = mb["old_log_probs"].to(device)
             gap_sum += (log_probs.float() - stored).gather(1, actions[:, None]).abs().sum()
             rows.append(log_probs.float())
@@ -294,21 +293,16 @@ def score_steps(policy: Any, dataset: Dataset, hp: PPOHyperParams, device: torch
     return scores, gap
 
 
-def ppo_update(policy: torch.nn.Module, optimizer: torch.optim.Optimizer, dataset: Dataset, hp: PPOHyperParams,
+def ppo_update(policy: TrainablePolicy, optimizer: torch.optim.Optimizer, dataset: Dataset, hp: PPOHyperParams,
                device: torch.device, writer: SummaryWriter | None = None, log_path: Path | None = None,
                global_step: int = 0, show_progress: bool = True) -> dict:
     """Run ``hp.epochs`` PPO epochs over ``dataset``; returns the last epoch's mean metrics."""
     rank, world_size = _world()
     params = [p for p in policy_module(policy).parameters() if p.requires_grad]
-    takes_memory = "memory" in inspect.signature(policy.preprocess).parameters
     generator = torch.Generator().manual_seed(hp.seed)
     temperature = 1.0 if hp.temperature is None else float(hp.temperature)
-    takes_temperature = "temperature" in inspect.signature(policy.evaluate_decisions).parameters
-    if temperature != 1.0 and not takes_temperature:
-        raise UserError(f"ppo.temperature {temperature}: {type(policy).__name__}.evaluate_decisions takes no temperature")
-    temperature_kw = dict(temperature=temperature) if takes_temperature else {}
     scenes = SceneCache(policy, hp.cache_scenes)
-    learner_log_probs, behaviour_gap = score_steps(policy, dataset, hp, device, temperature_kw, takes_memory, scenes)
+    learner_log_probs, behaviour_gap = score_steps(policy, dataset, hp, device, temperature, scenes)
     epoch_metrics: dict[str, float] = {}
     for epoch in range(hp.epochs):
         # The same permutation on every rank; each rank takes an equal interleaved shard (equal shards =
@@ -339,7 +333,7 @@ def ppo_update(policy: torch.nn.Module, optimizer: torch.optim.Optimizer, datase
                 # current policy on the stored decisions (the exact rollout-time inputs, memory included); the
                 # frozen scene encoder's tokens from the cache (encoded once per update)
                 new_log_probs_all, new_values, entropy = scenes.evaluate(
-                    policy, micro_indices, policy_batch(policy, micro, takes_memory), actions, **temperature_kw)
+                    policy, micro_indices, policy_batch(policy, micro), actions, temperature=temperature)
                 rows = ppo_loss_rows(new_log_probs_all, new_values, entropy, actions,
                                      micro["old_log_probs"].to(device), micro["advantages"].to(device),
                                      micro["returns"].to(device), hp)

@@ -24,7 +24,6 @@ handed to ``on_episode_end`` together with the route record.
 
 from __future__ import annotations
 
-import inspect
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 
 from minddrive.constants import EGO_STATE_FIELDS
+from minddrive.interfaces import DrivingPolicy
 
 _SPEED = EGO_STATE_FIELDS.index("speed")
 _YAW_RATE = EGO_STATE_FIELDS.index("yaw_rate")
@@ -194,7 +194,7 @@ def default_controller_factory(dt: float = 0.1) -> Any:
 class PolicyDriver:
     """Drive route jobs through ``envs`` with ``policy`` (see the module docstring)."""
 
-    def __init__(self, envs: Any, policy: Any, decision_interval: int = 5, sample: bool = False,
+    def __init__(self, envs: Any, policy: DrivingPolicy, decision_interval: int = 5, sample: bool = False,
                  temperature: float = 1.0, stop_on_penalty: bool = False, reward_factory: Callable[[], Any] | None = None,
                  record_traces: bool = False, controller_factory: Callable[[], Any] | None = None,
                  device: str | torch.device = "cpu", obs_hook: Callable[[Any, dict], dict] | None = None):
@@ -212,8 +212,6 @@ class PolicyDriver:
         self.env_dt = self.envs.dt
         factory = controller_factory or (lambda: default_controller_factory(dt=self.env_dt))
         self.worlds = [_World(view=WorldView(self.envs, i), controller=factory()) for i in range(self.envs.num_worlds)]
-        # Policies with temporal memory take it back through ``preprocess(obs_list, memory=...)`` (interfaces.py).
-        self._takes_memory = "memory" in inspect.signature(policy.preprocess).parameters
         self.stats = dict(decisions=0, ticks=0, policy_s=0.0, render_s=0.0, sim_s=0.0, episodes=0, policy_calls=0)
 
     # --- public ----------------------------------------------------------------------------------
@@ -295,8 +293,8 @@ class PolicyDriver:
         self.stats["render_s"] += time.perf_counter() - started
         self.stats["policy_calls"] += 1
         obs_list = [self.worlds[i].obs for i in indices]
-        memory = stack_memory([self.worlds[i].memory for i in indices]) if self._takes_memory else None
-        batch = self.policy.preprocess(obs_list, memory=memory) if memory is not None else self.policy.preprocess(obs_list)
+        # Temporal memory goes back through ``preprocess(obs_list, memory=...)`` (None: no world has any).
+        batch = self.policy.preprocess(obs_list, memory=stack_memory([self.worlds[i].memory for i in indices]))
         out = self.policy.act(_to_device(batch, self.device), sample=self.sample, temperature=self.temperature)
         new_memory = getattr(out, "memory", None)
         decision = out.decision.cpu().numpy()

@@ -156,7 +156,7 @@ def _score_shard(rank: int, world_size: int, init_file: str, index: str, out_dir
         torch.manual_seed(0)
         policy = CorridorPolicy(hidden=16)
         hp = PPOHyperParams(batch_size=4, recompute_old_log_probs=True)
-        scores, gap = score_steps(policy, StepDataset(index), hp, torch.device("cpu"), {}, takes_memory=False)
+        scores, gap = score_steps(policy, StepDataset(index), hp, torch.device("cpu"))
         torch.save(dict(scores=scores, gap=gap), f"{out_dir}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -173,7 +173,7 @@ def test_recomputed_log_probs_gather_every_shard_across_processes(tmp_path):
     policy = CorridorPolicy(hidden=16)
     index = bandit_index(tmp_path, policy, n=11)
     hp = PPOHyperParams(batch_size=4, recompute_old_log_probs=True)
-    expected, expected_gap = score_steps(policy, StepDataset(index), hp, torch.device("cpu"), {}, takes_memory=False)
+    expected, expected_gap = score_steps(policy, StepDataset(index), hp, torch.device("cpu"))
     mp.spawn(_score_shard, args=(2, str(tmp_path / "init"), str(index), str(tmp_path)), nprocs=2, join=True)
     for rank in range(2):
         got = torch.load(tmp_path / f"rank{rank}.pt")
@@ -203,7 +203,10 @@ def test_scene_cache_encodes_each_step_once_and_steps_aside_for_a_trainable_enco
     trainable = Encoder(frozen=False)
     cache = SceneCache(trainable)
     assert cache.tokens(trainable, [0], dict(x=x[:1]), torch.device("cpu")) is None and not cache.enabled
-    assert not SceneCache(object()).enabled and not SceneCache(policy, enabled=False).enabled
+    assert not SceneCache(policy, enabled=False).enabled
+    features = CorridorPolicy(hidden=16)  # no scene encoder: its scene_tokens gives none, the cache steps aside
+    cache = SceneCache(features)
+    assert cache.tokens(features, [0], dict(x=x[:1]), torch.device("cpu")) is None and not cache.enabled
 
 
 @pytest.mark.parametrize("recompute", [False, True])

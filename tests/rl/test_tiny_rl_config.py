@@ -79,10 +79,13 @@ def test_ppo_scores_with_the_rollout_temperature():
             super().__init__()
             self.logits = torch.nn.Parameter(torch.zeros(7))
 
-        def preprocess(self, obs_list):
+        def preprocess(self, obs_list, memory=None):
             return dict(n=len(obs_list))
 
-        def evaluate_decisions(self, batch, actions, temperature=1.0):
+        def scene_tokens(self, batch):
+            return None
+
+        def evaluate_decisions(self, batch, actions, temperature=1.0, scene=None):
             seen.append(temperature)
             log_probs = torch.log_softmax(self.logits / temperature, -1).expand(batch["n"], -1)
             return log_probs, torch.zeros(batch["n"]), -(log_probs.exp() * log_probs).sum(-1)
@@ -106,13 +109,15 @@ def test_ppo_scores_with_the_rollout_temperature():
                                                   old_log_probs=torch.stack([it["old_log_probs"] for it in items]),
                                                   advantages=torch.tensor([it["advantage"] for it in items]),
                                                   returns=torch.zeros(len(items)), memory=[None] * len(items))
+
+    class NoTemperature(Policy):  # breaks the policy contract (interfaces.TrainablePolicy): never scored at 1.0
+        def evaluate_decisions(self, batch, actions):
+            return super().evaluate_decisions(batch, actions)
+
     try:
         ppo_update(policy, optimizer, Steps(), hp, torch.device("cpu"), show_progress=False)
+        assert seen == [0.5, 0.5]  # the behaviour-gap scoring pass, then the minibatch: both at the rollout temperature
+        with pytest.raises(TypeError, match="temperature"):
+            ppo_update(NoTemperature(), optimizer, Steps(), hp, torch.device("cpu"), show_progress=False)
     finally:
         ppo_module.collate_steps = collate
-    assert seen == [0.5, 0.5]  # the behaviour-gap scoring pass, then the minibatch: both at the rollout temperature
-    with pytest.raises(Exception, match="temperature"):
-        class NoTemperature(Policy):
-            def evaluate_decisions(self, batch, actions):
-                return super().evaluate_decisions(batch, actions)
-        ppo_update(NoTemperature(), optimizer, Steps(), hp, torch.device("cpu"), show_progress=False)
