@@ -51,7 +51,7 @@ def run(mode: str, root: str | None, ticks: int, workdir: Path) -> dict:
     import minddrive_b2d_agent as agent_module
     from leaderboard_run import publish_tick
     from minddrive.config import load_config
-    from minddrive.rl.workers import load_policy, save_policy
+    from minddrive.rollout.policy import load_policy, save_policy
 
     report = {"modules": {name: sys.modules[name].__file__ for name in
                           ("leaderboard.autoagents.autonomous_agent", "srunner.scenariomanager.timer")}}

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from minddrive.constants import CAMERA_FOLDERS, CAMERA_NAMES
-from minddrive.data.prompts import decision_answer
 from minddrive.data.sim_vqa import frame_vqa
 from minddrive.sim.viewer import example_scene
 from minddrive.sim.writer import frame_annotation, write_clip
