@@ -75,9 +75,9 @@ def test_user_errors_are_one_line(tmp_path, capsys):
     assert "no clips found" in capsys.readouterr().err
 
 
-def test_reads_the_real_zoo_split_file(shared_dir):
+def test_reads_the_real_zoo_split_file(release_dir):
     from minddrive.data.infos import read_split_file
 
-    names = read_split_file(shared_dir / "fixtures" / "bench2drive_routes" / "bench2drive_base_train_val_split.json")
+    names = read_split_file(release_dir / "bench2drive_base_train_val_split.json")
     assert len(names) == 50 and "HighwayExit_Town06_Route312_Weather0" in names
     assert all("/" not in name for name in names)  # "v1/" prefix dropped: clips match by folder name

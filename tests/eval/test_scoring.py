@@ -14,9 +14,8 @@ from minddrive.errors import UserError
 from minddrive.eval.scoring import (load_records, read_route_types, recompute_route_scores, route_efficiency,
                                     route_succeeded, score_path, score_records, validate_records)
 
-REAL_FILES = ("minddrive_0.5b.json", "minddrive_3b.json", "orion_merged_216routes.json",
-              "uniad_base_merged_218routes.json", "vad_merged_213routes.json",
-              "lead_tfv6_route2201_checkpoint.json", "lead_tfv6_route24041_checkpoint.json")
+RELEASE_FILES = ("minddrive.json", "minddrive_3B.json")  # upstream MindDrive's own Bench2Drive results
+CHECKPOINTS = ("checkpoint_route2201.json", "checkpoint_route24041.json", "checkpoint_3routes.json")
 
 
 def make_record(route: int, scenario: str = "Accident_1", status: str = "Completed", score_route: float = 100.0,
@@ -47,41 +46,39 @@ COLLISION = "Agent collided against object with type=vehicle.audi.a2 and id=42 a
 
 
 # ----------------------------------------------------------------------------- real result files
-def test_minddrive_05b_both_denominators(b2d_results_dir):
-    evaluated = score_path(b2d_results_dir / "minddrive_0.5b.json")
+def test_minddrive_05b_both_denominators(release_dir):
+    evaluated = score_path(release_dir / "minddrive.json")
     assert (evaluated.num_routes, evaluated.num_routes_expected, evaluated.missing_routes) == (216, 216, 0)
     assert round(evaluated.driving_score, 2) == 78.04 and round(evaluated.success_rate, 2) == 55.09
-    official = score_path(b2d_results_dir / "minddrive_0.5b.json", expected=220)
+    official = score_path(release_dir / "minddrive.json", expected=220)
     assert (official.num_routes_expected, official.missing_routes) == (220, 4)
     assert round(official.driving_score, 2) == 76.62 and round(official.success_rate, 2) == 54.09
     assert round(official.driving_score_evaluated, 2) == 78.04 and round(official.success_rate_evaluated, 2) == 55.09
 
 
-def test_uniad_base_matches_published_bench2drive_table(b2d_results_dir):
-    report = score_path(b2d_results_dir / "uniad_base_merged_218routes.json", expected=220)
-    assert round(report.driving_score, 2) == 45.81
-    assert round(report.success_rate, 2) == 16.36
-    assert round(report.efficiency, 2) == 129.21
-    published = {"Merging": 14.10, "Overtaking": 17.78, "Emergency_Brake": 21.67, "Give_Way": 10.00}
-    assert {name: round(report.abilities[name], 2) for name in published} == published
+def test_minddrive_3b_matches_its_published_table(release_dir):
+    # Upstream's README: DS 80.59, SR 58.26 over the 218 routes the file holds (DS truncated, not rounded).
+    report = score_path(release_dir / "minddrive_3B.json", expected=220)
+    assert (report.num_routes, report.missing_routes) == (218, 2)
+    assert math.floor(report.driving_score_evaluated * 100) / 100 == 80.59
+    assert round(report.success_rate_evaluated, 2) == 58.26
+    assert round(report.driving_score, 2) == 79.86 and round(report.success_rate, 2) == 57.73
     # Missing routes leave the ability denominators: 2 of 220 routes are absent.
     assert sum(routes for _, routes in report.ability_counts.values()) < 45 + 80 + 60 + 10 + 95
     assert report.traffic_signs_strict is True
 
 
-@pytest.mark.parametrize("name", ["minddrive_0.5b.json", "minddrive_3b.json", "orion_merged_216routes.json",
-                                  "uniad_base_merged_218routes.json", "vad_merged_213routes.json"])
-def test_stored_driving_score_equals_one_of_the_two_denominators(b2d_results_dir, name):
-    stored = json.loads((b2d_results_dir / name).read_text())
-    report = score_path(b2d_results_dir / name, expected=220)
-    candidates = (report.driving_score, report.driving_score_evaluated,
-                  report.driving_score_evaluated * report.num_routes / stored["eval num"])  # VAD: 'eval num' 214
-    assert min(abs(stored["driving score"] - c) for c in candidates) < 1e-6
+@pytest.mark.parametrize("name", RELEASE_FILES)
+def test_stored_driving_score_equals_one_of_the_two_denominators(release_dir, name):
+    stored = json.loads((release_dir / name).read_text())
+    report = score_path(release_dir / name, expected=220)
+    assert stored["eval num"] == report.num_routes
+    assert min(abs(stored["driving score"] - c) for c in (report.driving_score, report.driving_score_evaluated)) < 1e-6
 
 
-@pytest.mark.parametrize("name", REAL_FILES)
-def test_real_records_reproduce_leaderboard_scores(b2d_results_dir, name):
-    records = load_records(b2d_results_dir / name)
+@pytest.mark.parametrize("name", RELEASE_FILES + CHECKPOINTS)
+def test_real_records_reproduce_leaderboard_scores(release_dir, checkpoints_dir, name):
+    records = load_records((release_dir if name in RELEASE_FILES else checkpoints_dir) / name)
     for record in records:
         recomputed = recompute_route_scores(record)
         tolerance = 5e-5 if record["infractions"]["outside_route_lanes"] else 1e-6
@@ -90,26 +87,33 @@ def test_real_records_reproduce_leaderboard_scores(b2d_results_dir, name):
                    - record["scores"]["score_composed"]) <= 5e-5, record["route_id"]
 
 
-def test_raw_checkpoints_merge_as_a_folder(b2d_results_dir, tmp_path):
-    for name in ("lead_tfv6_route2201_checkpoint.json", "lead_tfv6_route24041_checkpoint.json"):
-        shutil.copy(b2d_results_dir / name, tmp_path / name)
+def test_raw_checkpoints_merge_as_a_folder(checkpoints_dir, tmp_path):
+    for name in ("checkpoint_route2201.json", "checkpoint_route24041.json"):
+        shutil.copy(checkpoints_dir / name, tmp_path / name)
     # A merged output in the folder is ignored, as merge_route_json.py does.
     (tmp_path / "merged.json").write_text('{"_checkpoint": {"records": [{"route_id": "x"}]}}')
     records = load_records(tmp_path)
     assert sorted(r["route_id"] for r in records) == ["RouteScenario_2201_rep0", "RouteScenario_24041_rep0"]
     assert all("index" not in r for r in records)
     report = score_records(records)
-    composed = [r["scores"]["score_composed"] for r in records]
-    assert report.num_routes == 2 and report.driving_score == pytest.approx(sum(composed) / 2)
+    assert report.num_routes == 2 and report.driving_score == pytest.approx((39.9042 + 49.13) / 2)
     assert report.success_rate == 0.0  # 2201 has a collision and a red light; 24041 got blocked
 
 
-@pytest.mark.parametrize("name", ["lead_tfv6_route2201_checkpoint.json", "lead_tfv6_route24041_checkpoint.json"])
-def test_infractions_per_km_match_the_leaderboard_global_record(b2d_results_dir, name):
-    global_record = json.loads((b2d_results_dir / name).read_text())["_checkpoint"]["global_record"]
-    report = score_path(b2d_results_dir / name)
+@pytest.mark.parametrize("name", CHECKPOINTS)
+def test_infractions_per_km_match_the_leaderboard_global_record(checkpoints_dir, name):
+    global_record = json.loads((checkpoints_dir / name).read_text())["_checkpoint"]["global_record"]
+    report = score_path(checkpoints_dir / name)
     assert report.infractions_per_km == global_record["infractions"]
     assert report.driving_score == pytest.approx(global_record["scores_mean"]["score_composed"], abs=1e-6)
+
+
+def test_leaderboard_statuses_decide_success(checkpoints_dir):
+    report = score_path(checkpoints_dir / "checkpoint_3routes.json")
+    # 1790 completes with min-speed checks only; 1795 timed out; 1801 completes with penalties.
+    assert report.successful_route_ids == ["RouteScenario_1790_rep0"]
+    assert report.infraction_counts["route_timeout"] == 1 and report.infraction_counts["collisions_layout"] == 2
+    assert report.success_rate == pytest.approx(100 / 3)
 
 
 # ------------------------------------------------------------------------------- per-route rules
@@ -223,11 +227,11 @@ def test_route_file_sets_the_route_set_and_types(tmp_path):
     assert report.warnings == ["1 records of routes not in the route file skipped (RouteScenario_99_rep0)"]
 
 
-def test_real_route_file_restricts_scoring_to_its_routes(b2d_results_dir, shared_dir):
-    xml = shared_dir / "fixtures" / "bench2drive_routes" / "rollout_routes.xml"
+def test_real_route_file_restricts_scoring_to_its_routes(release_dir):
+    xml = release_dir / "rollout_routes.xml"
     types = read_route_types(xml)
-    full = load_records(b2d_results_dir / "minddrive_0.5b.json")
-    report = score_path(b2d_results_dir / "minddrive_0.5b.json", routes_xml=xml)
+    full = load_records(release_dir / "minddrive.json")
+    report = score_path(release_dir / "minddrive.json", routes_xml=xml)
     inside = [r for r in full if r["route_id"].split("_")[1] in types]
     assert report.num_routes_expected == len(types) == 44
     assert report.num_routes == len(inside) and report.num_routes + report.missing_routes == 44
@@ -248,8 +252,8 @@ def test_report_json_has_the_documented_keys(tmp_path, capsys):
     assert set(data["abilities"]) == {"Merging", "Overtaking", "Emergency_Brake", "Give_Way", "Traffic_Signs"}
 
 
-def test_human_table_shows_both_denominators(b2d_results_dir, capsys):
-    assert main(["score", str(b2d_results_dir / "minddrive_0.5b.json"), "--expected", "220"]) == 0
+def test_human_table_shows_both_denominators(release_dir, capsys):
+    assert main(["score", str(release_dir / "minddrive.json"), "--expected", "220"]) == 0
     out = capsys.readouterr().out
     assert "78.04 over 216 evaluated routes; 76.62 over 220 expected (4 missing count as 0)" in out
     assert "55.09 over 216 evaluated routes; 54.09 over 220 expected" in out

@@ -12,8 +12,7 @@ from minddrive.constants import ABILITIES
 from minddrive.errors import UserError
 from minddrive.sim.routes import chunk_bounds, parse_routes, parse_subset, split_routes
 
-ROLLOUT_XML = Path("/work/shared/fixtures/bench2drive_routes/rollout_routes.xml")
-pytestmark = pytest.mark.skipif(not ROLLOUT_XML.is_file(), reason="shared fixture rollout_routes.xml not present")
+ROLLOUT_XML = Path(__file__).resolve().parents[1] / "fixtures" / "minddrive_release" / "rollout_routes.xml"
 
 EXPECTED_TYPES = {
     "Accident": 2, "AccidentTwoWays": 1, "BlockedIntersection": 1, "ConstructionObstacleTwoWays": 1,
