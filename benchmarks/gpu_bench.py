@@ -59,7 +59,7 @@ QWEN2_05B = dict(vocab_size=151936, hidden_size=896, intermediate_size=4864, num
 QWEN25_3B = dict(vocab_size=151936, hidden_size=2048, intermediate_size=11008, num_hidden_layers=36,
                  num_attention_heads=16, num_key_value_heads=2, max_position_embeddings=32768,
                  tie_word_embeddings=True, rope_theta=1e6, rms_norm_eps=1e-6)
-# Used only when the size's own model config file does not exist yet (DESIGN.md §2 shapes).
+# Used only when the size's own model config file does not exist yet (docs/upstream.md#model shapes).
 EVA02_L = dict(type="EVA02ViT", img_size=(640, 640), patch_size=16, embed_dim=1024, depth=24, num_heads=16,
                window_size=16, global_every=3)
 REAL_QUERY_DECODER = dict(type="SceneQueryDecoder", embed_dim=256, num_object_queries=600, num_lane_queries=300,
@@ -415,8 +415,8 @@ def matmul_ceiling(device: torch.device, n: int, warmup: int = 3, window_s: floa
 # 1. Imitation-learning step
 # ----------------------------------------------------------------------------------------------------------
 def make_optimizer(model):
-    """The stage-3 optimiser (DESIGN.md §3): AdamW 8e-5, wd 1e-5, layer-wise decay 0.9 over the ViT; fused on
-    CUDA as the 0.5B stage-3 config sets it."""
+    """The stage-3 optimiser (docs/upstream.md#imitation-learning): AdamW 8e-5, wd 1e-5, layer-wise decay 0.9
+    over the ViT; fused on CUDA as the 0.5B stage-3 config sets it."""
     from minddrive.registry import OPTIMIZERS, build
 
     depth = len(getattr(model.backbone, "blocks", [])) or 1

@@ -6,7 +6,7 @@ y right, z up, yaw clockwise seen from above, degrees in annotations, radians in
 
 from __future__ import annotations
 
-# --- Meta-actions (DESIGN.md §2). The index order is part of the checkpoint format. ---
+# --- Meta-actions (docs/upstream.md#model). The index order is part of the checkpoint format. ---
 SPEED_ACTIONS = (
     "maintain moderate speed",
     "stop",
@@ -51,7 +51,7 @@ def path_index_from_road_option(road_option: int) -> int:
     return ROAD_OPTION_TO_PATH.get(int(road_option), 0)
 
 
-# --- Planning horizon (DESIGN.md §2): 6 waypoints, 3 s at 2 Hz; path points every 2 m. ---
+# --- Planning horizon (docs/upstream.md#model): 6 waypoints, 3 s at 2 Hz; path points every 2 m. ---
 NUM_FUTURE_WAYPOINTS = 6
 WAYPOINT_DT = 0.5
 NUM_PATH_POINTS = 10
@@ -71,7 +71,7 @@ ROUTE_NODES = 4
 EGO_STATE_FIELDS = ("speed", "acc_x", "acc_y", "yaw_rate", "steer", "throttle", "brake", "speed_limit")
 EGO_STATE_DIM = len(EGO_STATE_FIELDS)
 
-# --- The Bench2Drive camera rig (BENCH2DRIVE.md §1.8): x, y, z (m, ego frame), yaw (deg), fov (deg). ---
+# --- The Bench2Drive camera rig (docs/bench2drive.md#camera-rig): x, y, z (m, ego frame), yaw (deg), fov (deg). ---
 CAMERA_NAMES = ("CAM_FRONT", "CAM_FRONT_LEFT", "CAM_FRONT_RIGHT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT")
 CAMERA_FOLDERS = ("rgb_front", "rgb_front_left", "rgb_front_right", "rgb_back", "rgb_back_left", "rgb_back_right")
 CAMERA_RIG = {
@@ -109,7 +109,7 @@ ABILITIES = {
 }
 ABILITY_NAMES = tuple(ABILITIES)
 
-# --- Leaderboard infraction lists, in the order the leaderboard writes them (BENCH2DRIVE.md §4.1). ---
+# --- Leaderboard infraction lists, in the order the leaderboard writes them (docs/bench2drive.md#result-files). ---
 INFRACTION_KEYS = ("collisions_layout", "collisions_pedestrian", "collisions_vehicle", "red_light",
                    "stop_infraction", "outside_route_lanes", "min_speed_infractions",
                    "yield_emergency_vehicle_infractions", "scenario_timeouts", "route_dev", "vehicle_blocked",

@@ -1,4 +1,4 @@
-"""A route's leaderboard scores (leaderboard 2.0 / Bench2Drive, BENCH2DRIVE.md §3.2): the infraction penalty
+"""A route's leaderboard scores (leaderboard 2.0 / Bench2Drive, docs/bench2drive.md#route-score): the infraction penalty
 product and the composed score. One definition for the records the simulators write (``minddrive.sim.records``)
 and for ``minddrive score`` recomputing them from real results (``minddrive.eval.scoring``)."""
 

@@ -1,7 +1,7 @@
 """Bench2Drive leaderboard agent for MindDrive (``--agent=team_code/minddrive_b2d_agent.py``).
 
-``--agent-config`` is ``CONFIG+CKPT_DIR`` (Bench2Drive appends ``+<save_name>`` per route;
-the last ``+`` field is then the save folder under ``$SAVE_PATH``).
+``--agent-config`` is ``CONFIG+CKPT_DIR`` (Bench2Drive appends ``+<save_name>`` per route,
+docs/bench2drive.md#one-evaluation-process; the last ``+`` field is then the save folder under ``$SAVE_PATH``).
 
 Per tick (20 Hz): camera images are re-encoded as JPEG quality 20 (as the training data and the
 Zoo agents, to avoid a train/test gap), resized to the model input, and turned into the same
@@ -40,7 +40,7 @@ def get_entry_point() -> str:
 
 
 def bench2drive_sensors(width: int = B2D_IMAGE_SIZE[0], height: int = B2D_IMAGE_SIZE[1]) -> list[dict]:
-    """The Bench2Drive rig: six RGB cameras, IMU, GNSS, speedometer."""
+    """The Bench2Drive rig (docs/bench2drive.md#camera-rig): six RGB cameras, IMU, GNSS, speedometer."""
     cameras = [dict(type="sensor.camera.rgb", x=m["x"], y=m["y"], z=m["z"], roll=0.0, pitch=0.0, yaw=m["yaw"],
                     width=width, height=height, fov=m["fov"], id=name)
                for name, m in ((n, CAMERA_RIG[n]) for n in CAMERA_NAMES)]

@@ -18,8 +18,12 @@ SCANNED = ("minddrive", "adzoo", "tests", "tools", "team_code", "rl_projects", "
 SKIPPED = ("benchmarks/gpu_runs",)  # logs of past GPU runs, quoted as they were printed
 
 
-def test_no_file_points_outside_the_repository(repo_root):
-    offenders = []
+# A quoted ``docs/...`` names a file of another project (Bench2Drive's anno.md), not ours.
+DOC_REFERENCE = re.compile(r"(?<![`/\w])docs/([A-Za-z0-9_-]+\.md)(?:#([a-z0-9_-]+))?")
+
+
+def text_files(repo_root: Path):
+    """(relative path, text) of every text file of the tree that code, configs, tests or docs live in."""
     files = [repo_root / name for name in ("Makefile", "pyproject.toml", "README.md")]
     for top in SCANNED:
         files += [p for p in (repo_root / top).rglob("*") if p.is_file() and "__pycache__" not in p.parts]
@@ -27,10 +31,34 @@ def test_no_file_points_outside_the_repository(repo_root):
         rel = path.relative_to(repo_root).as_posix()
         if rel.startswith(SKIPPED) or path.suffix in (".gz", ".jpg", ".png", ".npz", ".pt", ".pyc"):
             continue
-        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
-            if OUTSIDE.search(line):
-                offenders.append(f"{rel}:{number}: {line.strip()}")
+        yield rel, path.read_text(errors="replace")
+
+
+def heading_anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^a-z0-9 _-]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_no_file_points_outside_the_repository(repo_root):
+    offenders = [f"{rel}:{number}: {line.strip()}" for rel, text in text_files(repo_root)
+                 for number, line in enumerate(text.splitlines(), 1) if OUTSIDE.search(line)]
     assert offenders == []
+
+
+def test_cited_documents_and_sections_exist(repo_root):
+    anchors = {}
+    for doc in (repo_root / "docs").glob("*.md"):
+        anchors[doc.name] = {heading_anchor(line.lstrip("#")) for line in doc.read_text().splitlines()
+                             if line.startswith("#")}
+    cited, broken = 0, []
+    for rel, text in text_files(repo_root):
+        for match in DOC_REFERENCE.finditer(text):
+            cited += 1
+            name, anchor = match.groups()
+            if name not in anchors or (anchor and anchor not in anchors[name]):
+                broken.append(f"{rel}: {match.group(0)}")
+    assert broken == [] and cited >= 30
+    assert heading_anchor("Driving score and success rate") == "driving-score-and-success-rate"
 
 
 def test_parity_config_reads_the_route_file_the_repository_ships(repo_root, monkeypatch):

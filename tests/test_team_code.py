@@ -31,7 +31,7 @@ from leaderboard_run import run_route  # noqa: E402
 from minddrive.constants import ROAD_OPTION  # noqa: E402
 from minddrive.errors import UserError  # noqa: E402
 
-RIG = {  # BENCH2DRIVE.md §1.8: id -> (x, y, z, yaw, fov)
+RIG = {  # docs/bench2drive.md#camera-rig: id -> (x, y, z, yaw, fov)
     "CAM_FRONT": (0.80, 0.00, 1.60, 0, 70), "CAM_FRONT_LEFT": (0.27, -0.55, 1.60, -55, 70),
     "CAM_FRONT_RIGHT": (0.27, 0.55, 1.60, 55, 70), "CAM_BACK": (-2.00, 0.00, 1.60, 180, 110),
     "CAM_BACK_LEFT": (-0.32, -0.55, 1.60, -110, 70), "CAM_BACK_RIGHT": (-0.32, 0.55, 1.60, 110, 70),

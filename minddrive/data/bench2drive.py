@@ -1,6 +1,6 @@
 """Reading Bench2Drive clips: folder layout, per-frame annotations, poses and camera calibration.
 
-Layout and keys follow BENCH2DRIVE.md §1 (the published ``docs/anno.md`` and ``tools/data_collect.py``):
+Layout and keys follow docs/bench2drive.md#data-layout (the published ``docs/anno.md`` and ``tools/data_collect.py``):
 ``<clip>/anno/{frame:05}.json.gz`` and ``<clip>/camera/rgb_<cam>/{frame:05}.jpg``. Everything stays in
 CARLA's left-handed frames (x forward, y right, z up, yaw clockwise seen from above); the ego frame is
 the ego actor frame given by ``bounding_boxes[0].world2ego`` when present, else by the GNSS/compass
@@ -305,7 +305,7 @@ def camera_calibration(anno: dict) -> dict[str, np.ndarray]:
     """Per-camera ``intrinsic`` (6,3,3), ``cam2ego`` (6,4,4), ``lidar2img`` (6,4,4) and ``image_size`` (6,2) W,H.
 
     Uses ``anno.sensors`` where recorded; a field that is missing, None or not finite falls back, field by
-    field, to the published rig (BENCH2DRIVE.md §1.8).
+    field, to the published rig (docs/bench2drive.md#camera-rig).
     """
     sensors = anno.get("sensors") or {}
     intrinsics, cam2egos, projections, sizes = [], [], [], []

@@ -1,4 +1,6 @@
-"""The real Qwen2 tokenizer rebuilt offline from the BPE ranks shipped in PyPI's ``dashscope`` (DESIGN.md §7).
+"""The real Qwen2 tokenizer rebuilt offline from the BPE ranks shipped in PyPI's ``dashscope``.
+
+Why and what it reproduces: docs/upstream.md#stand-ins.
 
 ``qwen.tiktoken`` lists 151,643 byte sequences with their ranks (base64, one per line). A byte-level BPE
 is fully described by those ranks: the merge that creates token ``t`` is found by running BPE on ``t``'s

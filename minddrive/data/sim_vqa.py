@@ -1,4 +1,4 @@
-"""Chat-B2D(-plus) style VQA generated from the privileged scene (BENCH2DRIVE.md §6).
+"""Chat-B2D(-plus) style VQA generated from the privileged scene (docs/bench2drive.md#chat-b2d-vqa).
 
 One file per frame, a JSON list of turns ``[{"from": "human", "value": Q}, {"from": "gpt", "value": A}]``:
 scene description, critical objects (positions in the ego frame: x forward, y right, metres), a

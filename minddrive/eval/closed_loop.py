@@ -13,7 +13,7 @@
    records with :func:`minddrive.eval.scoring.score_records` over the whole suite (missing routes
    count 0) and write ``OUT/score.json``.
 
-The checkpoint JSON is the leaderboard's (BENCH2DRIVE.md §4.1), plus a ``minddrive`` key naming
+The checkpoint JSON is the leaderboard's (docs/bench2drive.md#result-files), plus a ``minddrive`` key naming
 the suite (name, version, sha256) and the policy, so results from different suites or policies
 are never mixed on resume.
 """
@@ -145,7 +145,7 @@ def _mean_std(values: list[float], total: int) -> tuple[float, float]:
 
 
 def global_record(records: list[dict], total: int) -> dict:
-    """The leaderboard's ``global_record`` (BENCH2DRIVE.md §3.3) over ``total`` routes."""
+    """The leaderboard's ``global_record`` (docs/bench2drive.md#per-process-global-record) over ``total`` routes."""
     if not records:
         return {}
     means, stds = {}, {}

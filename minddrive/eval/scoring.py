@@ -3,15 +3,16 @@
 Reading order, top to bottom:
 
 1. loading      -- a merged result file, a raw leaderboard checkpoint, or a folder of raw
-                   checkpoints merged like ``tools/merge_route_json.py`` (BENCH2DRIVE.md §3.4);
+                   checkpoints merged like ``tools/merge_route_json.py``
+                   (docs/bench2drive.md#driving-score-and-success-rate);
 2. validation   -- records missing keys or repeating a route id are skipped with a warning;
 3. per route    -- the success rule, the scenario type, the leaderboard penalty;
 4. aggregates   -- Driving Score / Success Rate over two denominators, infractions per km
-                   (leaderboard ``global_record``, §3.3), Driving Efficiency (§3.6), the five
-                   abilities (§3.5).
+                   (docs/bench2drive.md#per-process-global-record), Driving Efficiency
+                   (docs/bench2drive.md#efficiency), the five abilities (docs/bench2drive.md#abilities).
 
-Two denominators (DESIGN.md §5): Bench2Drive divides DS and SR by the size of the route set
-(220), so a missing route counts as 0; papers usually divide by the routes evaluated. Both are
+Two denominators (docs/bench2drive.md#driving-score-and-success-rate): Bench2Drive divides DS and SR by the
+size of the route set (220), so a missing route counts as 0; papers usually divide by the routes evaluated. Both are
 always computed. The leaderboard's fields (``status``, infraction lists, ``scores``) are
 authoritative; ``num_infractions`` is never read because real files disagree with their lists.
 
@@ -19,7 +20,7 @@ Traffic_Signs: Bench2Drive credits a route that drove ~8 m past its first juncti
 running a red light or stop sign; finding that junction needs the CARLA map. Without it we report
 the strict value (no junction credit), flagged ``traffic_signs_strict``. Given a table of each
 route's ``junction_completion`` (route id -> fraction of the route, precomputed once with CARLA's
-GlobalRoutePlanner) the credit is applied with v0.0.4 or v0.0.3 semantics (§3.5 step 4).
+GlobalRoutePlanner) the credit is applied with v0.0.4 or v0.0.3 semantics (docs/bench2drive.md#abilities).
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def _records_of_file(path: Path) -> list[dict]:
 
 
 def read_route_types(xml_path: str | os.PathLike) -> dict[str, str]:
-    """Route id -> type of its first ``<scenario>``, from a leaderboard route XML (§2.1).
+    """Route id -> type of its first ``<scenario>``, from a leaderboard route XML (docs/bench2drive.md#route-files).
 
     A route without scenarios gets ``NoScenario``, which belongs to no ability.
     """
@@ -169,7 +170,9 @@ def outside_lanes_fraction(message: str) -> tuple[float, float]:
 
 
 def recompute_route_scores(record: Mapping) -> dict[str, float]:
-    """``score_penalty`` / ``score_composed`` from the infraction lists (leaderboard 2.0 rules, §3.2).
+    """``score_penalty`` / ``score_composed`` from the infraction lists.
+
+    Leaderboard 2.0 rules: docs/bench2drive.md#route-score.
 
     Exact except with ``outside_route_lanes``, whose message rounds the percentage to 2
     decimals (|error| <= ~5e-5 on real records).
@@ -228,7 +231,7 @@ def score_records(records: Sequence[Mapping], expected: int | None = None,
                   route_types: Mapping[str, str] | None = None,
                   junction_completion: Mapping[str, float] | None = None,
                   traffic_signs_version: str = "0.0.4") -> ScoreReport:
-    """Score in-memory route records (the leaderboard ``RouteRecord`` dicts, §4.1).
+    """Score in-memory route records (the leaderboard ``RouteRecord`` dicts, docs/bench2drive.md#result-files).
 
     ``expected``: size of the route set for the official denominator (default: the routes
     evaluated). ``route_types``: route id -> scenario type from a route XML
@@ -316,7 +319,10 @@ def infraction_rates(records: Sequence[Mapping]) -> tuple[float, dict[str, float
 
 
 def ability_success_counts(scenario_types: Sequence[str | None], succeeded: Sequence[bool]) -> dict[str, tuple[int, int]]:
-    """[successes, routes] per ability; a route counts toward every ability listing its type (§3.5)."""
+    """[successes, routes] per ability; a route counts toward every ability listing its type.
+
+    docs/bench2drive.md#abilities.
+    """
     counts = {}
     for name in ABILITY_NAMES:
         members = [ok for kind, ok in zip(scenario_types, succeeded) if kind in ABILITIES[name]]

@@ -1,5 +1,5 @@
-"""MindDrive losses (DESIGN.md §2): L1 planning, map boundary, VAE KL (in the head), collision, LM cross-entropy,
-plus the query decoder's optional set-matching auxiliary losses."""
+"""MindDrive losses (docs/upstream.md#model): L1 planning, map boundary, VAE KL (in the head), collision,
+LM cross-entropy, plus the query decoder's optional set-matching auxiliary losses."""
 
 from __future__ import annotations
 

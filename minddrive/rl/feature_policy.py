@@ -185,6 +185,6 @@ def scripted_plan(obs: dict, speed_index: int) -> tuple[np.ndarray, np.ndarray, 
     """The simulator's scripted action expert: (path (P,2), speed waypoints (6,2), path index)."""
     from minddrive.sim.controller import decision_to_plan
 
-    path_index = int(obs.get("command", 0))  # the path decision follows navigation (DESIGN.md §4)
+    path_index = int(obs.get("command", 0))  # the path decision follows navigation (docs/upstream.md#online-rl)
     plan = decision_to_plan(obs, speed_index)
     return np.asarray(plan["path"]), np.asarray(plan["speed_waypoints"]), path_index

@@ -14,7 +14,7 @@ from typing import Any, Iterable
 from minddrive.constants import EGO_STATE_FIELDS, PENALTY_COEFFICIENTS
 from minddrive.registry import REWARDS
 
-# Events that end an RL episode with -1 upstream (DESIGN.md §4).
+# Events that end an RL episode with -1 upstream (docs/upstream.md#online-rl).
 PENALTY_EVENTS = ("collisions_pedestrian", "collisions_vehicle", "collisions_layout", "red_light",
                   "stop_infraction", "route_dev", "outside_route_lanes")
 _ACC_X = EGO_STATE_FIELDS.index("acc_x")
@@ -61,7 +61,7 @@ class ShapedReward:
 
     reward = progress_weight * d(route_completion)/100 - penalty_weight * (1 - coefficient) per event
              - comfort_weight * |d(acceleration)| (m/s^3 * dt, a jerk proxy) + success on completion.
-    CaRL's lesson (DESIGN.md §4) is that such sums scale worse than the sparse reward; kept for study.
+    CaRL's lesson (docs/upstream.md#online-rl) is that such sums scale worse than the sparse reward; kept for study.
     """
 
     def __init__(self, progress_weight: float = 1.0, penalty_weight: float = 1.0, comfort_weight: float = 0.01,

@@ -19,7 +19,7 @@ Contract
     ``terminated``: the route ended (completed, or a terminating criterion fired:
     route deviation, agent blocked, tick limit) -- ``info["status"]`` says which.
 ``route_record() -> dict``
-    The leaderboard ``RouteRecord`` (BENCH2DRIVE.md §4.1) of the current episode, valid
+    The leaderboard ``RouteRecord`` (docs/bench2drive.md#result-files) of the current episode, valid
     at any time, final once ``terminated``/``truncated``.
 
 Observation (``obs``) keys -- all numpy, ego frame = x forward, y right (metres):

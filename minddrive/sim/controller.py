@@ -1,6 +1,6 @@
 """From a plan to control: the PID plan follower, and the meta-action -> plan semantics.
 
-``PIDController`` turns a planned path and speed waypoints (ego frame, DESIGN.md §2) into
+``PIDController`` turns a planned path and speed waypoints (ego frame, docs/upstream.md#model) into
 CARLA control: lateral from the path (pure-pursuit angle to an aim point, PD on it),
 longitudinal from the speed waypoints (PID on the speed error, throttle capped at 0.75,
 brake when the plan says stop or the car is much faster than planned).

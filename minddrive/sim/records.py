@@ -1,4 +1,6 @@
-"""Leaderboard ``RouteRecord`` dicts (BENCH2DRIVE.md §3.2, §4.1), built from an episode's infractions.
+"""Leaderboard ``RouteRecord`` dicts built from an episode's infractions.
+
+Format and scores: docs/bench2drive.md#result-files and docs/bench2drive.md#route-score.
 
 Keys and their order follow the leaderboard's ``vars(RouteRecord)``; scores follow
 ``statistics_manager.compute_route_statistics`` with Bench2Drive's penalty table, so
@@ -53,7 +55,10 @@ def route_record(*, index: int, route_id: str, scenario_name: str, weather_id: i
 
 
 def checkpoint(records: list[dict], total: int | None = None) -> dict:
-    """A raw leaderboard checkpoint (§4.1) holding ``records``; ``global_record`` is left to the scorer."""
+    """A raw leaderboard checkpoint (docs/bench2drive.md#result-files) holding ``records``.
+
+    ``global_record`` is left to the scorer.
+    """
     return {
         "_checkpoint": {"global_record": {}, "progress": [len(records), total if total is not None else len(records)],
                         "records": records},

@@ -1,6 +1,6 @@
 """Leaderboard route XML: parse routes (waypoints, scenarios, weathers) and split route files.
 
-The format is the CARLA leaderboard 2.0 / Bench2Drive one (BENCH2DRIVE.md §2.1)::
+The format is the CARLA leaderboard 2.0 / Bench2Drive one (docs/bench2drive.md#route-files)::
 
     <routes>
       <route id="1711" town="Town12">

@@ -1,6 +1,7 @@
 """The Bench2Drive six-camera rig of the embedded simulator: calibration and a fast RGB renderer.
 
-Calibration follows Bench2Drive exactly (BENCH2DRIVE.md §1.5, §1.8): ``cam2ego`` is CARLA's
+Calibration follows Bench2Drive exactly (docs/bench2drive.md#sensors-and-calibration and
+docs/bench2drive.md#camera-rig): ``cam2ego`` is CARLA's
 ``get_matrix`` of the mounting in UE axes (x forward, y right, z up); a UE camera point
 ``(x, y, z)`` becomes the standard pinhole point ``(y, -z, x)``; ``K = [[f, 0, W/2], [0, f, H/2],
 [0, 0, 1]]`` with ``f = W / (2 tan(fov / 2))``. ``lidar2img = K · S · inv(cam2ego)`` takes an

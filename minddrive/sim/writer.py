@@ -1,4 +1,4 @@
-"""Expert-driven clips in the real Bench2Drive layout (BENCH2DRIVE.md §1.1-1.8) plus Chat-B2D VQA.
+"""Expert-driven clips in the real Bench2Drive layout (docs/bench2drive.md#data-layout) plus Chat-B2D VQA.
 
 One clip = one route driven by the privileged expert::
 
@@ -115,7 +115,10 @@ def _paint(actor_id: int) -> str:
 
 
 def actor_box(actor: ActorState, ego: ActorState, town: str = "") -> dict[str, Any]:
-    """One ``bounding_boxes`` entry (BENCH2DRIVE.md §1.6) for an actor of the snapshot, on ``town``'s terrain."""
+    """One ``bounding_boxes`` entry for an actor of the snapshot, on ``town``'s terrain.
+
+    docs/bench2drive.md#bounding-boxes.
+    """
     cls = ACTOR_CLASS.get(actor.kind, "vehicle")
     key = {"ego_vehicle": "world2ego", "vehicle": "world2vehicle", "walker": "world2ped"}.get(cls, "world2sign")
     box: dict[str, Any] = {"class": cls, "id": str(actor.id), "type_id": actor.type_id}
@@ -187,7 +190,10 @@ def _sensor_entries(ego_pose: np.ndarray, width: int, height: int) -> dict[str, 
 
 def frame_annotation(scene: Scene, image_size: tuple[int, int] = B2D_IMAGE_SIZE_HW, should_brake: bool = False,
                      ) -> dict[str, Any]:
-    """The ``anno/{frame}.json.gz`` content of ``scene`` with Bench2Drive's top-level keys (§1.4)."""
+    """The ``anno/{frame}.json.gz`` content of ``scene`` with Bench2Drive's top-level keys.
+
+    docs/bench2drive.md#annotation-frames.
+    """
     ego = scene.ego
     height, width = image_size
     ego_pose = _pose(ego, scene.town)

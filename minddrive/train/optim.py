@@ -1,6 +1,6 @@
 """AdamW with layer-wise lr decay for the ViT, and a cosine schedule with linear warm-up.
 
-Layer-wise decay (BEiT / EVA practice, DESIGN.md §3): ViT block ``i`` of ``L`` trains at
+Layer-wise decay (BEiT / EVA practice, docs/upstream.md#imitation-learning): ViT block ``i`` of ``L`` trains at
 ``lr * decay ** (L - i)``; the patch embedding (layer 0) at ``lr * decay ** (L + 1)``;
 everything outside the backbone (LoRA, projector, heads) at the full ``lr``. Biases,
 norms and other 1-D parameters get no weight decay.

@@ -30,7 +30,7 @@ def test_calibration_shapes_and_intrinsics():
     k_front = calib["cam_intrinsic"][FRONT]
     assert k_front[0, 0] == pytest.approx(448 / (2 * math.tan(math.radians(35))), rel=1e-6)
     assert (k_front[0, 2], k_front[1, 2]) == (224.0, 128.0)
-    # Bench2Drive size: the published focal lengths (BENCH2DRIVE.md §1.8).
+    # Bench2Drive size: the published focal lengths (docs/bench2drive.md#camera-rig).
     big = camera_calibration(1600, 900)["cam_intrinsic"]
     assert big[FRONT, 0, 0] == pytest.approx(1142.518, abs=1e-3)
     assert big[BACK, 0, 0] == pytest.approx(560.166, abs=1e-3)

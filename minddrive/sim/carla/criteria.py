@@ -118,14 +118,14 @@ class Criteria:
         return 100.0 * self._outside_m / self._driven_m if self._driven_m > 0 else 0.0
 
     def penalty(self) -> float:
-        """Leaderboard 2.0 / Bench2Drive multiplicative penalty (BENCH2DRIVE.md §3.2)."""
+        """Leaderboard 2.0 / Bench2Drive multiplicative penalty (docs/bench2drive.md#route-score)."""
         return score_penalty(self.events, self.outside_percent)
 
 
 def build_route_record(route: RouteSpec, criteria: Criteria, completion: float, status: str | None,
                        route_length: float, duration_game: float, duration_system: float, weather_id: str | None,
                        save_name: str = "", repetition: int = 0) -> dict:
-    """The leaderboard ``RouteRecord`` (BENCH2DRIVE.md §4.1) from the criteria state, via ``sim.records``.
+    """The leaderboard ``RouteRecord`` (docs/bench2drive.md#result-files) from the criteria state, via ``sim.records``.
 
     ``status``: a terminating ``"Failed - <reason>"`` or None (Completed/Perfect/Failed from the scores).
     """

@@ -1,4 +1,4 @@
-# Online-RL settings shared by every rollout / PPO config (DESIGN.md §4). Override per experiment.
+# Online-RL settings shared by every rollout / PPO config (docs/upstream.md#online-rl). Override per experiment.
 seed = 0
 # Upstream reward: +1 at 100 % route completion, -1 and the episode ends at the first penalty event.
 reward = dict(type="SparseRouteReward")

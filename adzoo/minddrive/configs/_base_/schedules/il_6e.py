@@ -1,6 +1,6 @@
-# Imitation-learning schedule of the upstream release (DESIGN.md §3): AdamW lr 8e-5, weight decay 1e-5,
-# layer-wise lr decay 0.9 over the 24 ViT layers, cosine with 500 linear warm-up iterations from 1/3 of
-# the lr down to 1e-3 of it, bf16, grad-norm clip 35, batch 4 per GPU, 6 epochs (upstream: 32 GPUs).
+# Imitation-learning schedule of the upstream release (docs/upstream.md#imitation-learning): AdamW lr 8e-5,
+# weight decay 1e-5, layer-wise lr decay 0.9 over the 24 ViT layers, cosine with 500 linear warm-up
+# iterations from 1/3 of the lr down to 1e-3 of it, bf16, grad-norm clip 35, batch 4 per GPU, 6 epochs (upstream: 32 GPUs).
 
 optimizer = dict(
     type="AdamW", lr=8e-5, weight_decay=1e-5, betas=(0.9, 0.999), eps=1e-8,
