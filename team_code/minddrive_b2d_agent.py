@@ -135,14 +135,17 @@ class MindDriveAgent(AutonomousAgent):
     # --- hooks a subclass (or a test) may replace -----------------------------------------------------
     def load_policy(self, ckpt: str) -> Any:
         """The checkpoint as a ``MindDrivePolicy`` (``act`` / ``preprocess``); ``agent.policy`` in the config
-        sets how it runs (dtype, cuda_graphs, compile, merge_adapters, vit_float8: see ``MindDrivePolicy``)."""
+        sets how it runs (dtype, fuse_decision_value: see ``MindDrivePolicy``; cuda_graphs, compile,
+        merge_adapters, vit_float8: see ``minddrive.models.acceleration.accelerate_for_inference``)."""
         import torch
 
-        from minddrive.models.policy import MindDrivePolicy
+        from minddrive.models.acceleration import accelerate_for_inference
+        from minddrive.models.policy import MindDrivePolicy, policy_options
 
         runtime = dict(dict(self.cfg.get("agent", {})).get("policy") or {})
-        return MindDrivePolicy.from_checkpoint(ckpt, device="cuda" if torch.cuda.is_available() else "cpu",
-                                               **runtime).eval()
+        policy = MindDrivePolicy.from_checkpoint(ckpt, device="cuda" if torch.cuda.is_available() else "cpu",
+                                                 **policy_options(runtime))
+        return accelerate_for_inference(policy, runtime).eval()
 
     def build_controller(self) -> Any:
         from minddrive.sim.controller import PIDController

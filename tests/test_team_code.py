@@ -223,5 +223,7 @@ def test_load_policy_gives_a_policy_with_act_and_the_configured_runtime(tmp_path
     agent.cfg = load_config(cfg_path, {"agent.policy": dict(cuda_graphs=True, merge_adapters=True)})
     policy = agent.load_policy(str(tmp_path / "ckpt"))
     assert isinstance(policy, MindDrivePolicy) and callable(policy.act) and callable(policy.preprocess)
-    assert policy.model.scene_graphs is not None and not policy.model.training
-    assert policy.model.merged_adapters is not None
+    from minddrive.models.acceleration import fast_paths
+
+    assert fast_paths(policy.model).scene_graphs is not None and not policy.model.training
+    assert fast_paths(policy.model).merged is not None

@@ -13,7 +13,6 @@ LoRA adapters train. Adapters (``ADAPTERS``) share the base and are switched per
 
 from __future__ import annotations
 
-import contextlib
 import os
 import warnings
 from typing import Any
@@ -140,35 +139,6 @@ def is_base_parameter(name: str) -> bool:
     return "lora_" not in name
 
 
-def frozen_decoder_linears(peft_model) -> list[nn.Linear]:
-    """The base model's ``nn.Linear`` layers inside its decoder layers (LoRA's base layers, and any projection
-    LoRA does not target): all frozen. Not the embeddings, the (tied) LM head or the norms."""
-    layers = peft_model.base_model.model.model.layers
-    return [m for name, m in layers.named_modules() if isinstance(m, nn.Linear) and "lora_" not in name]
-
-
-def store_frozen_linears(peft_model, dtype: torch.dtype) -> int:
-    """Keep the frozen decoder-layer Linear weights and biases in ``dtype`` (in place); returns the bytes freed.
-
-    Under autocast to ``dtype`` no number changes: autocast casts every Linear's weight and bias to ``dtype``
-    before its matmul anyway, in every forward (frozen tensors are not in its cast cache), and the residual
-    stream, norms and embeddings keep their float32. What goes is that cast (per step: read the float32
-    weights, write a bf16 copy, keep it for backward; 5.2 ms of a 3B IL step's 34.8 ms LLM forward at batch 2
-    on an H100) and half the weights' memory: the 3B batch-4 step went from 350.2 to 344.8 ms and from 71.2 to
-    60.7 GiB (``benchmarks/RESULTS.md``, run 8). Only for passes under autocast: a float32 pass would meet
-    bf16 weights (``F.linear`` refuses mixed dtypes)."""
-    freed = 0
-    for linear in frozen_decoder_linears(peft_model):
-        for param in (linear.weight, linear.bias):
-            if param is None or param.dtype == dtype:
-                continue
-            if param.requires_grad:
-                raise ValueError("store_frozen_linears: a base Linear of the LLM is trainable")
-            freed += param.numel() * (param.element_size() - dtype.itemsize)
-            param.data = param.data.to(dtype)
-    return freed
-
-
 def lora_parameter_count(hidden: int, intermediate: int, layers: int, heads: int, kv_heads: int, r: int,
                          targets=DEFAULT_LORA_TARGETS) -> int:
     """Parameters of one LoRA adapter on a Qwen2: r * (in + out) per targeted projection per layer."""
@@ -195,9 +165,9 @@ class RowAdapterSplit:
     Inside the context every LoRA layer runs its base weight over all rows (no active adapter) and a forward
     hook adds each block's own update ``lora_B(lora_A(dropout(x))) * scaling`` in place, the expression PEFT's
     ``Linear.forward`` evaluates for one active adapter, so each block equals a pass with that adapter alone
-    (up to the base matmul running over more rows). Unlike PEFT's ``forward(adapter_names=...)`` it needs no
-    index lists built on the host per layer, so the pass can be captured in a CUDA graph, and it keeps
-    autograd working (PPO can score decision and value in one pass too).
+    (up to the base matmul running over more rows). Unlike PEFT's ``forward(adapter_names=...)`` it builds no
+    index lists on the host per layer and keeps autograd working (PPO scores decision and value in one pass
+    too, through the same numbers as the rollout).
     """
 
     def __init__(self, layers: list[nn.Module], adapters: tuple[str, ...]):
@@ -223,8 +193,8 @@ class RowAdapterSplit:
             block = block.to(lora_a.weight.dtype) if cast else block
             update = lora_b(lora_a(layer.lora_dropout[name](block))) * layer.scaling[name]
             updates.append(update.to(output.dtype))
-        # Out of place, one add over all rows: an in-place add into each block of ``output`` made autograd copy
-        # the whole output gradient per block (CopySlices), ~1/2 of an eager PPO minibatch's GPU time on the H100.
+        # Out of place, one add over all rows: an in-place add into each block of ``output`` makes autograd copy
+        # the whole output gradient per block (CopySlices).
         return output + torch.cat(updates)
 
     def __enter__(self):
@@ -241,117 +211,3 @@ class RowAdapterSplit:
             layer._active_adapter = saved
         self._hooks, self._saved = [], []
         return False
-
-
-class MergedAdapters:
-    """Inference copies of every LoRA layer's weight with each adapter merged in: ``W + scaling * B @ A``.
-
-    With the adapter unmerged, every projection of an LLM pass is a base matmul plus two rank-r matmuls and an
-    add; at batch 1 (~450 tokens) those are ~3 us kernels each, 432 of them per ``act`` on the 0.5B, on top of
-    the base kernels (``benchmarks/scene_profile.py``). Merged, a single-adapter pass runs one matmul per
-    projection, and a row-split pass (:class:`RowAdapterSplit`'s layout: block ``i`` of the rows under
-    ``adapters[i]``) one batched matmul over the stacked merged weights.
-
-    Merged weights are copies (one per adapter: ~0.7 GB each for the 0.5B in bf16, ~5.6 GB for the 3B), valid
-    for the weights they were merged from: :meth:`refresh` re-merges in place (graphs captured over them stay
-    valid) when any LoRA or base weight was modified in place since (their version counters moved, e.g. an
-    optimiser step or ``load_state_dict``). Without gradients only: merged weights carry none to the adapters.
-    """
-
-    def __init__(self, layers: list[nn.Module], adapters: tuple[str, ...] = ADAPTERS):
-        if not layers:
-            raise ValueError("MergedAdapters needs the PEFT LoRA layers (llm.lora_layers found none)")
-        missing = [a for a in adapters if any(a not in layer.lora_A for layer in layers)]
-        if missing:
-            raise ValueError(f"MergedAdapters: adapter(s) {missing} are not on every LoRA layer")
-        self.layers, self.adapters = layers, tuple(adapters)
-        with torch.no_grad():
-            self.weights = [torch.empty((len(adapters), *layer.base_layer.weight.shape),
-                                        dtype=layer.base_layer.weight.dtype, device=layer.base_layer.weight.device)
-                            for layer in layers]
-        self._sources = [t for layer in layers for t in (layer.base_layer.weight, *(
-            w for a in adapters for w in (layer.lora_A[a].weight, layer.lora_B[a].weight)))]
-        self._merged_version: int | None = None
-        self._views: dict[tuple[str, ...], tuple[list[int], bool, list[torch.Tensor]]] = {}
-        self.refresh()
-
-    def _version(self) -> int:
-        return sum(t._version for t in self._sources)
-
-    def refresh(self) -> bool:
-        """Re-merge if a source weight changed since the last merge; True when it did."""
-        version = self._version()
-        if version == self._merged_version:
-            return False
-        with torch.no_grad():
-            for layer, merged in zip(self.layers, self.weights):
-                base = layer.base_layer.weight
-                for i, name in enumerate(self.adapters):
-                    a, b = layer.lora_A[name].weight, layer.lora_B[name].weight
-                    delta = (b.float() @ a.float()) * layer.scaling[name]
-                    merged[i].copy_(base.float() + delta)
-            for index, contiguous, views in self._views.values():
-                if not contiguous:
-                    for view, merged in zip(views, self.weights):
-                        view.copy_(merged[index])
-        self._merged_version = self._version()
-        return True
-
-    def _weight_views(self, adapters: tuple[str, ...]) -> list[torch.Tensor]:
-        """Each layer's merged weights for this adapter layout, (len(adapters), out, in)."""
-        if adapters not in self._views:
-            index = [self.adapters.index(a) for a in adapters]
-            contiguous = index == list(range(index[0], index[0] + len(index)))
-            # A contiguous run of adapters is a view of the stacked weights; any other order is a copy,
-            # rewritten in place by each re-merge.
-            self._views[adapters] = (index, contiguous, [merged[index[0]:index[0] + len(index)] if contiguous
-                                                         else merged[index] for merged in self.weights])
-        return self._views[adapters][2]
-
-    @contextlib.contextmanager
-    def __call__(self, adapters: tuple[str, ...]):
-        """Inside, every LoRA layer computes with the merged weights of ``adapters`` (row blocks as above).
-
-        Each layer's class is swapped for a subclass whose ``forward`` reads the layer's ``merged_weight``
-        attribute: one class and one function for every layer, so a compiled decoder layer traces once for all
-        24 layers (a per-layer function object would be a guard per layer, and a recompile for each).
-        """
-        unknown = [a for a in adapters if a not in self.adapters]
-        if unknown:
-            raise ValueError(f"MergedAdapters: {unknown} not merged (have {self.adapters})")
-        classes = [type(layer) for layer in self.layers]
-        try:
-            for layer, cls, weight in zip(self.layers, classes, self._weight_views(tuple(adapters))):
-                # Written to __dict__ directly: nn.Module.__setattr__ costs ~1 us per layer in bookkeeping.
-                layer.__dict__["merged_weight"] = weight
-                layer.__class__ = _merged_class(cls)
-            yield
-        finally:
-            for layer, cls in zip(self.layers, classes):
-                layer.__class__ = cls
-                layer.__dict__.pop("merged_weight", None)
-
-
-_MERGED_CLASSES: dict[type, type] = {}
-
-
-def _merged_class(cls: type) -> type:
-    """``cls`` (a PEFT LoRA layer class) with ``forward`` computing from ``self.merged_weight``."""
-    if cls in _MERGED_CLASSES.values():  # already swapped (a nested context): keep it
-        return cls
-    if cls not in _MERGED_CLASSES:
-        def forward(self, x, *args, **kwargs):
-            return _merged_linear(self.merged_weight, self.base_layer.bias, x)
-
-        _MERGED_CLASSES[cls] = type(f"Merged{cls.__name__}", (cls,), {"forward": forward, "__module__": __name__})
-    return _MERGED_CLASSES[cls]
-
-
-def _merged_linear(weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
-    """``weight`` (n, out, in): rows of ``x`` in n equal contiguous blocks, block i through ``weight[i]``."""
-    n = weight.shape[0]
-    if n == 1:
-        return torch.nn.functional.linear(x, weight[0], bias)
-    blocks = x.reshape(n, -1, x.shape[-1])
-    out = torch.bmm(blocks, weight.transpose(1, 2)).reshape(*x.shape[:-1], weight.shape[1])
-    return out if bias is None else out + bias.to(out.dtype)

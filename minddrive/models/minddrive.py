@@ -31,9 +31,8 @@ from minddrive.constants import (EGO_STATE_DIM, IMAGE_TOKEN, NUM_PATH_ACTIONS, N
 from minddrive.data import prompts
 from minddrive.errors import UserError
 from minddrive.models import losses as L
-from minddrive.models.llm import (ADAPTERS, LLMHandle, MergedAdapters, RowAdapterSplit, activation_checkpointing_enabled,
-                                  build_llm, build_tokenizer, is_base_parameter, lora_layers,
-                                  set_activation_checkpointing, store_frozen_linears)
+from minddrive.models.llm import (ADAPTERS, LLMHandle, RowAdapterSplit, activation_checkpointing_enabled, build_llm,
+                                  build_tokenizer, is_base_parameter, lora_layers, set_activation_checkpointing)
 from minddrive.models.position_embedding import PETRPositionEmbedding
 from minddrive.models.query_decoder import select_top
 from minddrive.registry import MODELS, build
@@ -47,8 +46,20 @@ _POSITION_SCALE, _STATE_SCALE = 20.0, 10.0
 PATH_ANCHORS = ("none", "route")
 
 
+def lm_loss_sum(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor
+                ) -> torch.Tensor:
+    """Summed next-token cross-entropy of ``hidden`` rows (N, H) through the LM head, in float32."""
+    logits = torch.nn.functional.linear(hidden, weight, bias).float()
+    return torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
+
+
+
 @MODELS.register_module()
 class MindDrive(nn.Module):
+    # The losses as attributes, so a caller can substitute fused versions of them from outside.
+    lm_loss_sum = staticmethod(lm_loss_sum)
+    planning_losses = staticmethod(L.planning_losses)
+
     def __init__(self, llm: dict, vision: dict, query_decoder: dict, trajectory_head: dict,
                  data_preprocessor: dict | None = None, scene_tokens: dict | None = None,
                  loss_weights: dict | None = None, map_boundary_threshold: float = 1.0,
@@ -116,13 +127,6 @@ class MindDrive(nn.Module):
         self._lora_parameters = [p for n, p in self.llm.named_parameters() if not is_base_parameter(n)]
         self._lora_layers = lora_layers(self.llm.peft)
         self._active_adapter: str | None = None
-        # Inference-only fast paths for the LLM passes and the scene encoder (set by
-        # MindDrivePolicy(cuda_graphs=True): policy.DecoderGraphs, policy.SceneGraphs); None = eager.
-        self.decoder_graphs = None
-        self.scene_graphs = None
-        self._lm_loss_sum, self._planning_losses = lm_loss_sum, L.planning_losses  # compiled by compile_regions
-        # Inference-only: LoRA merged into copies of the base weights (llm.MergedAdapters; merge_adapters()).
-        self.merged_adapters: MergedAdapters | None = None
         self.set_trainable(trainable)
         self.use_adapter("action_expert")
 
@@ -136,93 +140,6 @@ class MindDrive(nn.Module):
         """(Qwen2Model, lm_head) with the LoRA layers injected in place."""
         causal = self.llm.peft.base_model.model
         return causal.model, causal.lm_head
-
-    def _compiled_layers(self) -> list[nn.Module]:
-        # The trajectory head too: its GRU decoders unroll into many tiny kernels (~5.7 ms of host time in an
-        # H100 IL step's forward for a few microseconds of GPU work each).
-        return [*self._decoder_lm[0].layers, *getattr(self.query_decoder, "layers", []), self.trajectory_head]
-
-    def compile_regions(self, backend: str = "inductor", mode: str | None = None, llm_mode: str | None = None) -> None:
-        """Regional ``torch.compile``: the ViT blocks (``EVA02ViT.compile_blocks``), the LLM's decoder layers,
-        the query decoder's layers and the trajectory head, each compiled in place (parameter names and
-        checkpoints unchanged), and the LM and planning losses; a layer class is traced once and reused by
-        every layer. Why more than the ViT: eager, a stage-3 step on an H200 kept the GPU busy ~300 of ~540 ms,
-        the rest being the host launching the LoRA-wrapped layers' small kernels and autocast weight casts one
-        by one, and at batch 1 the decision pass is ~3,000 tiny kernels (``benchmarks/scene_profile.py``);
-        fused, there are far fewer. Sequence lengths and, in rollouts, batch sizes vary (worlds start episodes
-        off the common decision phase), so every region compiles with automatic dynamic shapes: one recompile
-        when a size first changes, not one per size. ``llm_mode`` (default ``mode``) is the LLM layers' own
-        compile mode, e.g. ``"reduce-overhead"`` (CUDA graphs) where the host launching their small kernels,
-        not the GPU, bounds a training step."""
-        import torch._dynamo
-
-        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 32)
-        # nn.GRU is a graph break unless Dynamo may unroll it: the trajectory head's four GRU decodes ran eager
-        # between five small graphs, and in an H100 IL step their cuDNN RNN calls and the glue around them were
-        # ~3/4 of the ~70 ms of host time between the LLM's forward and its backward, the GPU idling ~14 ms of it
-        # (``benchmarks/scene_profile.py --parts il_timeline``). Unrolled, the head is one graph.
-        torch._dynamo.config.allow_rnn = True
-        if hasattr(self.backbone, "compile_blocks"):
-            self.backbone.compile_blocks(backend=backend, mode=mode, dynamic=None)
-        llm_layers = set(map(id, self._decoder_lm[0].layers))
-        for layer in self._compiled_layers():
-            layer_mode = llm_mode if llm_mode is not None and id(layer) in llm_layers else mode
-            layer.compile(backend=backend, mode=layer_mode)
-        # The LM loss over the labelled rows: eager, the float32 logits (rows x 152k vocabulary) went through
-        # ~10 separate memory-bound passes forward and back; compiled, the softmax and its gradient fuse.
-        # Dynamic: the number of labelled rows changes every batch (no CUDA graphs for it, whatever the mode).
-        self._lm_loss_sum = torch.compile(lm_loss_sum, backend=backend, dynamic=True)
-        # The planning losses: ~100 small ops forward and more backward, each a kernel launch (automatic dynamic
-        # shapes: the map and agent counts may change with the data).
-        self._planning_losses = torch.compile(L.planning_losses, backend=backend, dynamic=None)
-
-    def store_frozen_llm_linears(self, dtype: torch.dtype) -> int:
-        """Keep the frozen LLM decoder layers' Linear weights in ``dtype`` (:func:`.llm.store_frozen_linears`: the
-        same numbers under autocast to ``dtype``, without the per-step weight casts); returns the bytes freed."""
-        freed = store_frozen_linears(self.llm.peft, dtype)
-        self._drop_captured_graphs()
-        return freed
-
-    def decompile_regions(self) -> None:
-        """Back to eager (undoes :meth:`compile_regions`; compiled code stays cached)."""
-        if hasattr(self.backbone, "decompile_blocks"):
-            self.backbone.decompile_blocks()
-        for layer in self._compiled_layers():
-            layer._compiled_call_impl = None  # what nn.Module.compile sets; None = plain forward
-        self._lm_loss_sum, self._planning_losses = lm_loss_sum, L.planning_losses
-
-    def merge_adapters(self, enabled: bool = True) -> None:
-        """Run gradient-free LLM passes on merged copies of the adapters (:class:`~minddrive.models.llm.MergedAdapters`:
-        one matmul per projection instead of three); ``False`` drops the copies. Passes with gradients (training,
-        PPO's recompute) always run the unmerged adapters."""
-        if enabled == (self.merged_adapters is not None):
-            return
-        if not enabled:
-            self.merged_adapters = None
-        elif not self._lora_layers:
-            raise UserError("merge_adapters: this PEFT version keeps the active adapter where MindDrive cannot "
-                            "reach it; run without merging")
-        else:
-            self.merged_adapters = MergedAdapters(self._lora_layers)
-        self._drop_captured_graphs()
-
-    def use_vit_float8(self, enabled: bool = True) -> None:
-        """The ViT's matmuls in float8 for gradient-free passes (``EVA02ViT.use_float8``, an approximation)."""
-        if not hasattr(self.backbone, "use_float8"):
-            if enabled:
-                raise UserError(f"vit_float8: the {type(self.backbone).__name__} backbone has no float8 path "
-                                "(EVA02ViT has)")
-            return
-        if enabled != self.backbone.float8_enabled:
-            self.backbone.use_float8(enabled)
-            self._drop_captured_graphs()
-
-    def _drop_captured_graphs(self) -> None:
-        """Graphs captured before a change of code path would replay the old path: capture again."""
-        if self.decoder_graphs is not None:
-            self.decoder_graphs = type(self.decoder_graphs)()
-        if self.scene_graphs is not None:
-            self.scene_graphs = type(self.scene_graphs)()
 
     def _group_modules(self) -> dict[str, list[nn.Module]]:
         return {"vision": [self.backbone, self.input_proj, self.position_embedding],
@@ -334,15 +251,7 @@ class MindDrive(nn.Module):
 
     # ------------------------------------------------------------------ scene encoding
     def encode_scene(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Scene tokens (B, N_obj + N_lane + 1, hidden) and the decoder outputs (incl. new memory); without
-        gradients, replayed from a CUDA graph where ``scene_graphs`` is installed."""
-        if self.scene_graphs is not None and not torch.is_grad_enabled():
-            if hasattr(self.backbone, "refresh_float8"):  # a replay skips the ViT's forward, which refreshes them
-                self.backbone.refresh_float8()  # the graph reads the quantised copies
-            return self.scene_graphs(batch, self._encode_scene)
-        return self._encode_scene(batch)
-
-    def _encode_scene(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Scene tokens (B, N_obj + N_lane + 1, hidden) and the decoder outputs (incl. new memory)."""
         img = batch["img"].to(self.img_mean.device, torch.float32)
         b, n = img.shape[:2]
         img = (img - self.img_mean) / self.img_std
@@ -410,36 +319,34 @@ class MindDrive(nn.Module):
 
     def run_llm(self, adapter: str | tuple[str, ...], embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Last hidden states (B, L, H) of the LLM with ``adapter`` active; a tuple of adapters splits the rows
-        into that many equal blocks, block ``i`` under ``adapter[i]``, in one pass (:class:`RowAdapterSplit`).
-
-        Without gradients, a runner installed as ``decoder_graphs`` (``minddrive.models.policy.DecoderGraphs``:
-        CUDA graphs per static shape) replays the pass instead of launching it kernel by kernel."""
+        into that many equal blocks, block ``i`` under ``adapter[i]``, in one pass (:class:`RowAdapterSplit`)."""
         adapters = (adapter,) if isinstance(adapter, str) else tuple(adapter)
-        if self.merged_adapters is not None and not torch.is_grad_enabled():
-            self.merged_adapters.refresh()  # before any graph replay: the graphs read the merged copies
-        if self.decoder_graphs is not None and not torch.is_grad_enabled():
-            return self.decoder_graphs(adapters, embeds, attention_mask, self.decoder_forward)
         return self.decoder_forward(adapters, embeds, attention_mask)
 
     def decoder_forward(self, adapters: tuple[str, ...], embeds: torch.Tensor, attention_mask: torch.Tensor
                         ) -> torch.Tensor:
-        """The eager LLM pass behind :meth:`run_llm`. ``attention_mask`` is (B, L) padding, or an already built
+        """The LLM pass behind :meth:`run_llm`. ``attention_mask`` is (B, L) padding, or an already built
         (B, 1, L, L) boolean mask (True = attend), which transformers passes to SDPA as it is. On CUDA a (B, L)
         mask is turned into that form here: transformers would read it on the host to see whether it may drop
-        it, a sync per pass (and illegal inside a CUDA graph)."""
+        it, a sync per pass."""
         decoder, _ = self._decoder_lm
         if attention_mask.dim() == 2 and embeds.device.type == "cuda":
             attention_mask = causal_padding_mask(attention_mask)
         if len(adapters) > 1 and embeds.shape[0] % len(adapters):
             raise ValueError(f"run_llm: {embeds.shape[0]} rows do not split into {len(adapters)} adapter blocks")
-        if self.merged_adapters is not None and not torch.is_grad_enabled():
-            with self.merged_adapters(adapters):
-                return decoder(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        with self.lora_routing(adapters):
+            return decoder(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False).last_hidden_state
+
+    @contextlib.contextmanager
+    def lora_routing(self, adapters: tuple[str, ...]):
+        """Inside, the LoRA layers compute ``adapters``: one adapter made active, or several over equal row
+        blocks (:class:`RowAdapterSplit`)."""
         if len(adapters) == 1:
             self.use_adapter(adapters[0])
-            return decoder(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False).last_hidden_state
+            yield
+            return
         with RowAdapterSplit(self._lora_layers, adapters):
-            return decoder(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False).last_hidden_state
+            yield
 
     def tokenize_prompts(self, texts: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
         """Right-padded ids/mask for prompt texts (cached per text: prompts repeat across steps)."""
@@ -613,7 +520,7 @@ class MindDrive(nn.Module):
         out["path"] = out["path"] + anchor
         if "prior_path" in out:
             out["prior_path"] = out["prior_path"] + anchor
-        plan_l1, boundary, collision = self._planning_losses(
+        plan_l1, boundary, collision = self.planning_losses(
             out, gt_wp, wp_mask, gt_path, path_mask, batch["map_boundaries"].to(device).float(),
             batch["map_mask"].to(device).float(), batch["agent_boxes"].to(device).float(),
             batch["agent_mask"].to(device).float(), self.map_boundary_threshold, self.ego_size, self.collision_margin)
@@ -626,8 +533,8 @@ class MindDrive(nn.Module):
         img_pos = (input_ids == self.image_token_id).float().argmax(1)
         hidden_cols = lm_cols + torch.where(lm_cols >= img_pos[lm_rows], scene.shape[1] - 1, 0)
         _, lm_head = self._decoder_lm
-        losses["loss_lm"] = w["lm"] * self._lm_loss_sum(hidden[lm_rows, hidden_cols], lm_head.weight, lm_head.bias,
-                                                        labels[:, 1:][lm_rows, lm_cols]) / max(len(lm_rows), 1)
+        losses["loss_lm"] = w["lm"] * self.lm_loss_sum(hidden[lm_rows, hidden_cols], lm_head.weight, lm_head.bias,
+                                                       labels[:, 1:][lm_rows, lm_cols]) / max(len(lm_rows), 1)
         for name, (args, costs) in matching.items():
             losses[f"loss_aux_{name}"] = w[f"aux_{name}"] * L.set_matching_loss(*args, costs=costs)
         if return_memory:
@@ -676,13 +583,6 @@ class MindDrive(nn.Module):
         first = out[:, 0]
         match = first.unsqueeze(-1) == self.speed_token_ids.unsqueeze(0)
         return torch.where(match.any(-1), match.float().argmax(-1), torch.full_like(first, -1))
-
-
-def lm_loss_sum(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor
-                ) -> torch.Tensor:
-    """Summed next-token cross-entropy of ``hidden`` rows (N, H) through the LM head, in float32."""
-    logits = torch.nn.functional.linear(hidden, weight, bias).float()
-    return torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
 
 
 def causal_padding_mask(mask: torch.Tensor) -> torch.Tensor:

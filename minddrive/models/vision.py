@@ -243,8 +243,7 @@ class EVA02ViT(nn.Module):
 
     Global attention in blocks ``global_every-1, 2*global_every-1, ...`` (2, 5, 8, ... for 3) and windowed
     attention elsewhere, as the EVA-02 detection backbones. Absolute position embeddings are bicubically
-    resized when the input differs from ``img_size``. ``grad_checkpoint`` recomputes each block in backward;
-    ``compile_blocks`` compiles the blocks (:meth:`compile_blocks`; CUDA runs, a C++ toolchain for CPU).
+    resized when the input differs from ``img_size``. ``grad_checkpoint`` recomputes each block in backward.
     """
 
     patch_matmul: bool | None = None  # None: patches embedded by a matmul on CUDA (embed_patches); True/False force
@@ -252,7 +251,7 @@ class EVA02ViT(nn.Module):
     def __init__(self, img_size: tuple[int, int] = (640, 640), patch_size: int = 16, embed_dim: int = 1024,
                  depth: int = 24, num_heads: int = 16, mlp_ratio: float = 4 * 2 / 3, window_size: int = 16,
                  global_every: int = 3, out_channels: int | None = None, grad_checkpoint: bool = False,
-                 pretrained: str | None = None, compile_blocks: bool = False):
+                 pretrained: str | None = None):
         super().__init__()
         self.patch_size = patch_size
         self.stride = patch_size
@@ -268,27 +267,7 @@ class EVA02ViT(nn.Module):
         self.neck = nn.Identity() if self.out_channels == embed_dim else nn.Conv2d(embed_dim, self.out_channels, 1)
         self.grad_checkpoint = grad_checkpoint
         load_local_weights(self, pretrained, "model.vision.backbone")
-        self.compiled_blocks = False
         self._float8_version: int | None = None  # source weights' version sum when quantised; None = float8 off
-        if compile_blocks:
-            self.compile_blocks()
-
-    def compile_blocks(self, backend: str = "inductor", mode: str | None = None, dynamic: bool | None = False) -> None:
-        """Regional compilation: ``torch.compile`` each block in place (``nn.Module.compile``: parameter names
-        and checkpoints unchanged). The blocks share one class and one ``forward``, so Dynamo traces it once
-        per variant (windowed / global attention; train / inference; dtype) and every block reuses that code:
-        compile time is that of one block, not of the 24-block model. Inductor fuses the LayerNorms, the
-        SwiGLU gate, residual adds and the window pad/permute copies (the MLP pads its own 2730-wide
-        matmuls, ``_SwiGLU``). The first forward of each variant pays the compile. ``dynamic=None`` (automatic
-        dynamic shapes) recompiles once for a batch size that changes, instead of once per size."""
-        import torch._dynamo
-
-        # 2 attention variants x (train, eval, inference dtype) fit; the default limit of 8 could silently
-        # drop later variants back to eager.
-        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 32)
-        for block in self.blocks:
-            block.compile(backend=backend, mode=mode, dynamic=dynamic)
-        self.compiled_blocks = True
 
     def use_float8(self, enabled: bool = True) -> None:
         """Gradient-free forwards run the blocks' four matmuls in float8 (e4m3; weights quantised once per
@@ -339,12 +318,6 @@ class EVA02ViT(nn.Module):
                                 dst.copy_(src)
         self._float8_version = version
         return True
-
-    def decompile_blocks(self) -> None:
-        """Back to eager blocks (undoes :meth:`compile_blocks`; the compiled code stays cached)."""
-        for block in self.blocks:
-            block._compiled_call_impl = None  # what nn.Module.compile sets; None = plain forward
-        self.compiled_blocks = False
 
     def embed_patches(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """Patch tokens (B, h*w, C) of ``patch_embed`` and the grid (h, w).

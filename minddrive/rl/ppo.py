@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from minddrive.errors import UserError
 from minddrive.interfaces import TrainablePolicy
-from minddrive.models.compile import compile_model_regions, own_gradients, regional_compile_options
+from minddrive.models.acceleration import accelerate_for_ppo, own_gradients, regional_compile_options
 from minddrive.rl.decouple import load_index, read_step
 from minddrive.rl.settings import config_file, read_settings, setting
 from minddrive.rollout.driver import stack_memory
@@ -78,7 +78,7 @@ class PPOHyperParams:
     # Encode each step's cameras once per update and reuse the scene tokens in later epochs, where the scene
     # encoder is frozen (``SceneCache``). Off: every epoch re-encodes every step.
     cache_scenes: bool = setting(True, "bool")
-    # The learner's regional torch.compile, as ``train_cfg.compile`` (``minddrive.models.compile``): a backend
+    # The learner's regional torch.compile, as ``train_cfg.compile`` (``minddrive.models.acceleration``): a backend
     # name or dict(backend, mode, llm_mode); the GPU RL configs replay the LLM layers from CUDA graphs, since
     # the eager update is bound by launching small kernels. None: eager.
     compile: Any = None
@@ -398,7 +398,7 @@ def train_ppo(cfg: Any, ckpt: str | os.PathLike, index_path: str | os.PathLike, 
     if len(dataset) == 0:
         raise UserError(f"{index_path}: the index has no steps")
     policy = load_policy(cfg, ckpt, device=str(device))
-    compile_model_regions(policy_module(policy), hp.compile, "ppo.compile")
+    accelerate_for_ppo(policy, hp.compile)
     params = select_trainable(policy_module(policy), hp.trainable)
     optimizer = torch.optim.AdamW(params, lr=hp.learning_rate, weight_decay=hp.weight_decay)
     writer = SummaryWriter(str(work_dir / "tensorboard")) if rank == 0 else None

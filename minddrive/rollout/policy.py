@@ -42,11 +42,15 @@ def load_policy(cfg: Any, ckpt: str | os.PathLike | None, device: str = "cpu", r
         policy = cls.from_checkpoint(str(ckpt), device=device) if ckpt is not None \
             else build(dict(model_cfg), MODELS, where="model")
         return policy.to(device)
-    from minddrive.models.policy import MindDrivePolicy
+    from minddrive.models.acceleration import accelerate_for_inference
+    from minddrive.models.policy import MindDrivePolicy, policy_options
 
     if ckpt is not None:
-        return MindDrivePolicy.from_checkpoint(str(ckpt), device=device, **runtime)
-    return MindDrivePolicy(build(dict(model_cfg), MODELS, where="model").eval(), device=device, **runtime)
+        policy = MindDrivePolicy.from_checkpoint(str(ckpt), device=device, **policy_options(runtime))
+    else:
+        policy = MindDrivePolicy(build(dict(model_cfg), MODELS, where="model").eval(), device=device,
+                                 **policy_options(runtime))
+    return accelerate_for_inference(policy, runtime)
 
 
 def policy_module(policy: Any):

@@ -18,7 +18,7 @@ import torch.distributed as dist
 from torch import nn
 
 from minddrive.errors import UserError
-from minddrive.models.compile import own_gradients
+from minddrive.models.acceleration import own_gradients
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ class Engine:
         ``accumulating``: another micro-batch's backward follows before the step.
 
         Through CUDA-graphed regions the gradients of a step's first backward live in graph memory the next
-        replay overwrites (:func:`~minddrive.models.compile.own_gradients`), so the first accumulating backward
+        replay overwrites (:func:`~minddrive.models.acceleration.own_gradients`), so the first accumulating backward
         of a step copies them out; later ones add into the copies."""
         (loss / self.accumulate).backward()
         if accumulating and self.cuda_graphed and not self._grads_copied:

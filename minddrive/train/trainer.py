@@ -9,7 +9,7 @@ wrapping (``distributed``), logs (``logging``). Config keys read here (see
     param_scheduler dict(type="WarmupCosine", warmup_iters, warmup_ratio, min_lr_ratio)
     train_cfg     dict(max_epochs | max_iters, batch_size, num_workers, accumulate, grad_clip, precision,
                        compile=None | "inductor" | dict(backend, mode, llm_mode): regional torch.compile,
-                       ``model.compile_regions``; ``minddrive.models.compile``)
+                       frozen_llm_dtype=None | "fp32" | "bf16": ``minddrive.models.acceleration``)
     strategy      dict(type="ddp" | "fsdp" | "deepspeed", ...)
     checkpoint_config dict(by_epoch, interval, max_keep);  log_config dict(interval, tensorboard, progress_bar)
 
@@ -38,7 +38,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
 
 from minddrive.errors import UserError
-from minddrive.models.compile import compile_model_regions
+from minddrive.models.acceleration import accelerate_for_training
 from minddrive.registry import DATASETS, MODELS, OPTIMIZERS, build
 from minddrive.train.distributed import (DistInfo, barrier, init_distributed, mean_across_ranks, shutdown_distributed,
                                          wrap_model)
@@ -77,8 +77,7 @@ def train(cfg, work_dir: str | Path | None = None, resume: bool = False, launche
         load_weights(model, resolve_checkpoint(cfg.load_from, where="load_from"))
     model.to(info.device)
     model.train()
-    frozen_note = store_frozen_llm(model, tcfg, info.device, cfg.get("strategy"))
-    cuda_graphed = compile_model_regions(model, tcfg.get("compile"), "train_cfg.compile")
+    accelerated = accelerate_for_training(model, tcfg, info.device, cfg.get("strategy"))
 
     dataset = build(dataset_cfg(cfg, "train"), DATASETS, where="data.train")
     sampler = ResumableBatchSampler(len(dataset), batch_size, seed, info.rank, info.world_size)
@@ -91,7 +90,7 @@ def train(cfg, work_dir: str | Path | None = None, resume: bool = False, launche
     optim_cfg = dict(cfg.get("optimizer") or dict(type="AdamW", lr=1e-4))
     engine = wrap_model(model, lambda module: build(optim_cfg, OPTIMIZERS, where="optimizer", model=module), info,
                         cfg.get("strategy"), tcfg.get("grad_clip"), accumulate, batch_size)
-    engine.cuda_graphed = cuda_graphed  # accumulation copies graph-owned gradients out (Engine.backward)
+    engine.cuda_graphed = accelerated.cuda_graphed  # accumulation copies graph-owned gradients out (Engine.backward)
     schedule = build_schedule(engine.optimizer, total_iters, cfg.get("param_scheduler"))
 
     iteration = 0
@@ -109,8 +108,8 @@ def train(cfg, work_dir: str | Path | None = None, resume: bool = False, launche
                          tensorboard=log_cfg.get("tensorboard", True), progress=log_cfg.get("progress_bar", True))
     if latest is not None:
         logger.message(f"resumed from {latest} at iteration {iteration}")
-    if frozen_note:
-        logger.message(frozen_note)
+    for note in accelerated.notes:
+        logger.message(note)
     logger.message(f"training {total_iters} iterations ({iters_per_epoch}/epoch, batch {batch_size} x "
                    f"accumulate {accumulate} x {info.world_size} ranks), starting at {iteration}")
     autocast = autocast_context(tcfg.get("precision", "bf16"), info.device)
@@ -130,8 +129,6 @@ def train(cfg, work_dir: str | Path | None = None, resume: bool = False, launche
         micro = 0
         for batch in loader:
             batch = to_device(batch, info.device)
-            if cuda_graphed:  # each micro-step's forward starts a new generation of the CUDA-graphed regions
-                torch.compiler.cudagraph_mark_step_begin()
             accumulating = micro < accumulate - 1
             with engine.no_sync(accumulating=accumulating):
                 with autocast():
@@ -262,33 +259,6 @@ def total_loss(losses: dict[str, torch.Tensor]) -> torch.Tensor:
     if not terms:
         raise UserError(f"model.forward returned no 'loss*' terms (keys: {sorted(losses)})")
     return torch.stack([t.float() for t in terms]).sum()
-
-
-def store_frozen_llm(model: torch.nn.Module, tcfg: dict, device: torch.device, strategy: dict | None) -> str | None:
-    """``train_cfg.frozen_llm_dtype``: ``"bf16"`` keeps the LLM's frozen decoder-layer Linear weights in bf16
-    (``MindDrive.store_frozen_llm_linears``): under the bf16 autocast the same numbers, minus a cast of every
-    frozen weight in every step and half their memory. Returns a line for the log, or None."""
-    wanted = tcfg.get("frozen_llm_dtype")
-    if wanted in (None, "fp32"):
-        return None
-    if wanted != "bf16":
-        raise UserError(f"train_cfg.frozen_llm_dtype: expected None, 'fp32' or 'bf16', got {wanted!r}")
-    if tcfg.get("precision", "bf16") != "bf16":
-        raise UserError("train_cfg.frozen_llm_dtype='bf16' needs precision='bf16' (its passes run under bf16 "
-                        "autocast)")
-    kind = dict(strategy or {}).get("type", "ddp")
-    if kind == "fsdp" and dict(strategy).get("shard_frozen", True):
-        raise UserError("train_cfg.frozen_llm_dtype='bf16' with strategy.type='fsdp' needs strategy.shard_frozen="
-                        "False (an FSDP unit's flat parameter holds one dtype)")
-    if kind == "deepspeed":
-        return "frozen_llm_dtype: DeepSpeed's bf16 mode holds the whole model in bf16 already"
-    if device.type != "cuda":
-        return f"frozen_llm_dtype='bf16' not applied: no bf16 autocast on {device.type}, the LLM stays float32"
-    if not hasattr(model, "store_frozen_llm_linears"):
-        raise UserError(f"train_cfg.frozen_llm_dtype: {type(model).__name__} has no store_frozen_llm_linears(); "
-                        "expected None for this model")
-    freed = model.store_frozen_llm_linears(torch.bfloat16)
-    return f"frozen LLM decoder-layer Linear weights kept in bf16 ({freed / 2**30:.2f} GiB freed)"
 
 
 def autocast_context(precision: str, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:

@@ -137,4 +137,6 @@ def test_eval_driver_sets_where_and_how_the_model_runs(tmp_path, monkeypatch):
     closed_loop.policy_driver(cfg, str(tmp_path / "ckpt"), None, workers=1)
     assert seen["device"] == "cpu" and seen["decision_interval"] == 3
     assert set(seen) == {"device", "decision_interval", "sample", "stop_on_penalty", "policy"}
-    assert seen["policy"].model.merged_adapters is not None
+    from minddrive.models.acceleration import fast_paths
+
+    assert fast_paths(seen["policy"].model).merged is not None

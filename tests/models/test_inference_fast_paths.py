@@ -8,8 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from minddrive.models import acceleration as acc
+from minddrive.models.acceleration import DecoderGraphs, SceneGraphs, accelerate_for_inference, fast_paths
 from minddrive.models.minddrive import causal_padding_mask
-from minddrive.models.policy import DecoderGraphs, SceneGraphs, MindDrivePolicy
+from minddrive.models.policy import MindDrivePolicy
 
 
 def _perturb(model, adapter: str, seed: int, scale: float = 0.5) -> None:
@@ -85,20 +87,23 @@ def test_graph_runner_mask_equals_padding_mask_and_is_eager_off_cuda(tiny_model,
         prebuilt = tiny_model.decoder_forward(("decision_expert",), embeds, full)
         valid = mask.bool()
         assert torch.allclose(prebuilt[valid], reference[valid], atol=1e-5)
-        runner = DecoderGraphs()
-        tiny_model.decoder_graphs = runner
+        acc.use_cuda_graphs(tiny_model)
+        runner = fast_paths(tiny_model).decoder_graphs
         try:
             through_runner = tiny_model.run_llm("decision_expert", embeds, mask)
         finally:
-            tiny_model.decoder_graphs = None
+            acc.use_cuda_graphs(tiny_model, False)
     assert torch.equal(through_runner, reference) and not runner.graphs  # CPU: eager, nothing captured
-    policy = MindDrivePolicy(tiny_model, cuda_graphs=True)
-    assert isinstance(tiny_model.decoder_graphs, DecoderGraphs) and isinstance(tiny_model.scene_graphs, SceneGraphs)
+    assert fast_paths(tiny_model) is None and "decoder_forward" not in vars(tiny_model)  # the model is plain again
+    policy = accelerate_for_inference(MindDrivePolicy(tiny_model), dict(cuda_graphs=True))
+    fast = fast_paths(tiny_model)
+    assert isinstance(fast.decoder_graphs, DecoderGraphs) and isinstance(fast.scene_graphs, SceneGraphs)
     out = policy.act(batch, sample=False)
     assert out.log_probs.shape == (2, 7)
-    assert not tiny_model.scene_graphs.graphs and not tiny_model.scene_graphs.failures  # CPU: eager
-    MindDrivePolicy(tiny_model)
-    assert tiny_model.decoder_graphs is None and tiny_model.scene_graphs is None
+    assert not fast.scene_graphs.graphs and not fast.scene_graphs.failures  # CPU: eager
+    accelerate_for_inference(MindDrivePolicy(tiny_model), {})
+    assert fast_paths(tiny_model) is None
+    assert not {"encode_scene", "decoder_forward", "lora_routing"} & set(vars(tiny_model))
 
 
 def test_scene_graph_runner_is_eager_off_cuda_and_compiled_policy_acts_the_same(tiny_model, batch_factory):
@@ -107,14 +112,15 @@ def test_scene_graph_runner_is_eager_off_cuda_and_compiled_policy_acts_the_same(
     with torch.no_grad():
         reference, ref_dec = tiny_model.encode_scene(batch)
         runner = SceneGraphs()
-        scene, dec = runner(batch, tiny_model._encode_scene)
+        scene, dec = runner(batch, tiny_model.encode_scene)
     assert torch.equal(scene, reference) and set(dec) == set(ref_dec) and not runner.graphs
     eager = MindDrivePolicy(tiny_model).act(batch, sample=False)
     try:
-        compiled = MindDrivePolicy(tiny_model, compile="aot_eager").act(batch, sample=False)
+        compiled = accelerate_for_inference(MindDrivePolicy(tiny_model), dict(compile="aot_eager")).act(
+            batch, sample=False)
         assert tiny_model._decoder_lm[0].layers[0]._compiled_call_impl is not None
     finally:
-        tiny_model.decompile_regions()
+        acc.decompile_regions(tiny_model)
     assert torch.equal(compiled.decision, eager.decision)
     assert torch.allclose(compiled.log_probs, eager.log_probs, atol=1e-5)
     assert torch.allclose(compiled.path, eager.path, atol=1e-4)
@@ -128,8 +134,8 @@ def test_vit_regional_compilation_keeps_names_values_and_gradients():
     eager = EVA02ViT(img_size=(80, 112), embed_dim=32, depth=2, num_heads=2, window_size=4, global_every=2)
     compiled = EVA02ViT(img_size=(80, 112), embed_dim=32, depth=2, num_heads=2, window_size=4, global_every=2)
     compiled.load_state_dict(eager.state_dict())
-    compiled.compile_blocks(backend="aot_eager")  # the plumbing of inductor's path, without a C++ build
-    assert compiled.compiled_blocks and list(compiled.state_dict()) == list(eager.state_dict())
+    acc.compile_vit_blocks(compiled, backend="aot_eager")  # the plumbing of inductor's path, without a C++ build
+    assert acc.vit_blocks_compiled(compiled) and list(compiled.state_dict()) == list(eager.state_dict())
     images = torch.randn(2, 3, 80, 112)
     ref, out = eager(images), compiled(images)
     assert out.shape == (2, 32, 5, 7) and torch.allclose(out, ref, atol=1e-5)
@@ -143,10 +149,10 @@ def test_vit_decompile_restores_eager_forward():
     from minddrive.models.vision import EVA02ViT
 
     vit = EVA02ViT(img_size=(32, 32), embed_dim=16, depth=1, num_heads=2, window_size=2, global_every=2)
-    vit.compile_blocks(backend="eager")
+    acc.compile_vit_blocks(vit, backend="eager")
     assert vit.blocks[0]._compiled_call_impl is not None
-    vit.decompile_blocks()
-    assert vit.blocks[0]._compiled_call_impl is None and not vit.compiled_blocks
+    acc.decompile_vit_blocks(vit)
+    assert vit.blocks[0]._compiled_call_impl is None and not acc.vit_blocks_compiled(vit)
 
 
 @pytest.mark.parametrize("compiled", [False, True])  # compiled: the sub-LayerNorm runs as padded_norm
@@ -211,7 +217,7 @@ def test_vit_patch_matmul_equals_the_strided_convolution_in_values_and_gradients
 def test_graph_cache_replays_into_static_copies_and_stays_eager_after_a_failed_capture(monkeypatch):
     """The caching, copying and fallback logic shared by DecoderGraphs and SceneGraphs, with the CUDA capture
     replaced by a stand-in that replays ``run`` into the captured outputs (as a graph rewrites them)."""
-    from minddrive.models import policy as policy_module
+    policy_module = acc
 
     def fake_capture(run, device, warmup):
         outputs = run()
@@ -245,8 +251,8 @@ def test_merged_adapters_give_the_unmerged_numbers_and_follow_adapter_updates(ti
     batch = batch_factory(tiny_model.tokenizer, batch_size=3, seed=12)
     batch["command"] = torch.tensor([0, 2, 5])
     unmerged = MindDrivePolicy(tiny_model).act(batch, sample=False)
-    policy = MindDrivePolicy(tiny_model, merge_adapters=True)
-    merged = tiny_model.merged_adapters
+    policy = accelerate_for_inference(MindDrivePolicy(tiny_model), dict(merge_adapters=True))
+    merged = fast_paths(tiny_model).merged
     assert merged is not None and merged.weights[0].shape[0] == 3  # action, decision, value
     out = policy.act(batch, sample=False)
     assert torch.equal(out.decision, unmerged.decision)
@@ -262,9 +268,9 @@ def test_merged_adapters_give_the_unmerged_numbers_and_follow_adapter_updates(ti
     with torch.no_grad():
         scene, _ = tiny_model.encode_scene(batch)
         fresh = tiny_model.decision_and_value(batch, scene)
-        tiny_model.merged_adapters = None
+        fast_paths(tiny_model).merged = None
         reference = tiny_model.decision_and_value(batch, scene)
-        tiny_model.merged_adapters = merged
+        fast_paths(tiny_model).merged = merged
     assert torch.allclose(fresh[0], reference[0], atol=1e-5) and (fresh[0] - out.log_probs).abs().max() > 1e-3
 
     # With gradients the unmerged adapters run, so PPO's gradients still reach the LoRA weights.
@@ -273,13 +279,11 @@ def test_merged_adapters_give_the_unmerged_numbers_and_follow_adapter_updates(ti
     log_probs[:, 0].sum().backward()
     lora_grads = [p.grad for n, p in tiny_model.llm.named_parameters() if ".decision_expert." in n]
     assert all(g is not None for g in lora_grads) and sum(float(g.abs().sum()) for g in lora_grads) > 0
-    MindDrivePolicy(tiny_model)
-    assert tiny_model.merged_adapters is None
+    accelerate_for_inference(MindDrivePolicy(tiny_model), {})
+    assert fast_paths(tiny_model) is None
 
 
 def test_merged_row_split_routes_each_block_through_its_own_adapter(tiny_model, batch_factory):
-    from minddrive.models.llm import MergedAdapters
-
     _distinct_adapters(tiny_model)
     tiny_model.eval()
     batch = batch_factory(tiny_model.tokenizer, batch_size=2, seed=13)
@@ -289,12 +293,12 @@ def test_merged_row_split_routes_each_block_through_its_own_adapter(tiny_model, 
         rows, rows_mask = torch.cat([embeds, embeds]), torch.cat([mask, mask])
         references = {order: tiny_model.decoder_forward(order, rows, rows_mask)
                       for order in (("decision_expert", "value_expert"), ("value_expert", "action_expert"))}
-        tiny_model.merged_adapters = MergedAdapters(tiny_model._lora_layers)
+        acc.merge_adapters(tiny_model)
         try:
             for order, reference in references.items():  # a stacked view, and an out-of-order copy
                 assert torch.allclose(tiny_model.decoder_forward(order, rows, rows_mask), reference, atol=2e-4)
         finally:
-            tiny_model.merged_adapters = None
+            acc.merge_adapters(tiny_model, False)
     assert (references[("decision_expert", "value_expert")][:2] - references[("value_expert", "action_expert")][:2]
             ).abs().max() > 1e-2
 
@@ -332,7 +336,7 @@ def test_policy_float8_needs_a_backbone_with_a_float8_path(tiny_model):
     from minddrive.errors import UserError
 
     with pytest.raises(UserError, match="vit_float8: the SmallCNN backbone has no float8 path"):
-        MindDrivePolicy(tiny_model, vit_float8=True)
+        accelerate_for_inference(MindDrivePolicy(tiny_model), dict(vit_float8=True))
 
 
 def test_merged_adapters_compile_once_for_all_llm_layers(tiny_cfg, batch_factory):
@@ -351,20 +355,20 @@ def test_merged_adapters_compile_once_for_all_llm_layers(tiny_cfg, batch_factory
         cfg.model.llm.config.num_hidden_layers = layers
         torch.manual_seed(0)
         model = build_tiny(cfg).eval()
-        policy = MindDrivePolicy(model, merge_adapters=True, compile="eager")
+        policy = accelerate_for_inference(MindDrivePolicy(model), dict(merge_adapters=True, compile="eager"))
         torch._dynamo.reset()
         counters.clear()
         try:
             policy.act(batch_factory(model.tokenizer, batch_size=2, seed=14), sample=False)
         finally:
-            model.decompile_regions()
+            acc.decompile_regions(model)
         graphs.append(counters["stats"]["unique_graphs"])
     assert graphs[0] == graphs[1] > 0, graphs
 
 
 def test_compiled_trajectory_head_is_one_graph_with_the_eager_values_and_gradients(tiny_model):
-    """nn.GRU breaks a Dynamo graph unless it may unroll it; compile_regions lets it, so the head's four GRU
-    decodes compile into the head's one graph instead of running eager between five small ones."""
+    """nn.GRU breaks a Dynamo graph unless it may unroll it; ``acceleration.compile_regions`` lets it, so the
+    head's four GRU decodes compile into the head's one graph instead of running eager between five small ones."""
     import torch._dynamo
     from torch._dynamo.utils import counters
 
@@ -384,11 +388,11 @@ def test_compiled_trajectory_head_is_one_graph_with_the_eager_values_and_gradien
     eager, eager_grads = run()
     torch._dynamo.reset()
     counters.clear()
-    tiny_model.compile_regions(backend="aot_eager")
+    acc.compile_regions(tiny_model, backend="aot_eager")
     try:
         compiled, compiled_grads = run()
     finally:
-        tiny_model.decompile_regions()
+        acc.decompile_regions(tiny_model)
     assert counters["stats"]["unique_graphs"] == 1 and not counters["graph_break"], dict(counters["graph_break"])
     for key in ("speed_waypoints", "path", "prior_path", "kl"):
         assert torch.allclose(compiled[key], eager[key], atol=1e-5), key
@@ -442,3 +446,19 @@ def test_row_split_layer_equals_each_adapter_alone_and_adds_out_of_place(tiny_mo
     for g_split, g_alone in zip(grads_split, grads_alone):
         assert g_split.abs().sum() > 0
         assert torch.allclose(g_split, g_alone, rtol=2e-2 if autocast else 1e-5, atol=1e-3 if autocast else 1e-6)
+
+
+def test_the_model_file_holds_the_architecture_alone():
+    """Speed-ups live in ``models/acceleration.py``, applied from outside; ``models/minddrive.py`` stays eager."""
+    import re
+    from pathlib import Path
+
+    import minddrive.models.minddrive as architecture
+
+    text = Path(architecture.__file__).read_text()
+    banned = ["torch.compile", "torch.compiler", "_dynamo", "compile", "cudagraph", "CUDAGraph", "cuda.graph",
+              "graphs", "float8", "merge", "Merged", "store_frozen", "frozen_llm_dtype", "bfloat16", "fast path"]
+    found = sorted({token for token in banned if re.search(re.escape(token), text, flags=re.IGNORECASE)})
+    assert not found, f"acceleration code in models/minddrive.py: {found}"
+    # The module imports nothing that speeds it up either.
+    assert "acceleration" not in text

@@ -12,6 +12,7 @@ import torch
 
 from minddrive.constants import NUM_FUTURE_WAYPOINTS, NUM_PATH_POINTS
 from minddrive.errors import UserError
+from minddrive.models.acceleration import fast_paths
 from minddrive.models.policy import MindDrivePolicy
 
 
@@ -275,8 +276,9 @@ def test_policy_is_a_module_over_the_model(tiny_cfg, tiny_model, tiny_batch):
     loaded = load_policy(tiny_cfg, None)
     assert isinstance(loaded, MindDrivePolicy) and isinstance(policy_module(loaded), type(tiny_model))
     fast = load_policy(tiny_cfg, None, runtime=dict(dtype="bfloat16", cuda_graphs=True, merge_adapters=True))
-    assert fast.dtype == torch.bfloat16 and fast.model.scene_graphs is not None and fast.model.decoder_graphs is not None
-    assert fast.model.merged_adapters.weights[0].dtype == torch.bfloat16  # merged after the cast
+    paths = fast_paths(fast.model)
+    assert fast.dtype == torch.bfloat16 and paths.scene_graphs is not None and paths.decoder_graphs is not None
+    assert paths.merged.weights[0].dtype == torch.bfloat16  # merged after the cast
     with pytest.raises(UserError, match=r"rollout.policy: unknown keys \['graphs'\]"):
         load_policy(tiny_cfg, None, runtime=dict(graphs=True))
 
@@ -352,10 +354,11 @@ def test_preprocess_keeps_uint8_images_and_acts_as_on_float_images(tiny_model):
 
 
 def test_compiled_regions_give_the_eager_losses_and_gradients(tiny_model, batch_factory):
-    """compile_regions (here Dynamo + AOTAutograd without Inductor's C++ build) changes how the IL step runs,
+    """``acceleration.compile_regions`` (here Dynamo + AOTAutograd without Inductor's C++ build) changes how the IL step runs,
     not what it computes: the planning losses are one compiled function, the trajectory head one graph."""
     import torch._dynamo
 
+    from minddrive.models import acceleration
     from minddrive.models import losses as L
 
     tiny_model.eval()  # no dropout or latent sampling: both runs see the same numbers
@@ -372,13 +375,13 @@ def test_compiled_regions_give_the_eager_losses_and_gradients(tiny_model, batch_
 
     eager, eager_grads = run()
     torch._dynamo.reset()
-    tiny_model.compile_regions(backend="aot_eager")
+    acceleration.compile_regions(tiny_model, backend="aot_eager")
     try:
-        assert tiny_model._planning_losses is not L.planning_losses
+        assert tiny_model.planning_losses is not L.planning_losses
         compiled, compiled_grads = run()
     finally:
-        tiny_model.decompile_regions()
-    assert tiny_model._planning_losses is L.planning_losses
+        acceleration.decompile_regions(tiny_model)
+    assert tiny_model.planning_losses is L.planning_losses and "planning_losses" not in vars(tiny_model)
     assert eager["loss_map_boundary"] > 0.01 and eager["loss_collision"] > 0.01, eager
     assert compiled.keys() == eager.keys()
     for key in eager:
@@ -389,10 +392,10 @@ def test_compiled_regions_give_the_eager_losses_and_gradients(tiny_model, batch_
 
 
 def test_frozen_llm_linears_in_bf16_give_the_same_autocast_pass_and_lora_gradients(tiny_model, tiny_batch):
-    """``store_frozen_llm_linears``: under bf16 autocast every Linear casts its weight to bf16 anyway, so storing
+    """``acceleration.store_frozen_llm_linears``: under bf16 autocast every Linear casts its weight to bf16 anyway, so storing
     the frozen ones in bf16 must change no output and no LoRA gradient; embeddings, norms and LoRA stay float32."""
     from minddrive.models.checkpoint import base_checksum
-    from minddrive.models.llm import frozen_decoder_linears
+    from minddrive.models.acceleration import frozen_decoder_linears, store_frozen_llm_linears
 
     model = tiny_model
     perturb_adapter(model, "action_expert")
@@ -413,7 +416,7 @@ def test_frozen_llm_linears_in_bf16_give_the_same_autocast_pass_and_lora_gradien
     checksum = base_checksum(model)
     linears = frozen_decoder_linears(model.llm.peft)
     expected = sum(p.numel() * 2 for m in linears for p in (m.weight, m.bias) if p is not None)
-    assert model.store_frozen_llm_linears(torch.bfloat16) == expected > 0
+    assert store_frozen_llm_linears(model, torch.bfloat16) == expected > 0
     hidden, grads = autocast_pass()
     assert len(linears) == 7 * len(model._decoder_lm[0].layers)  # q, k, v, o, gate, up, down per layer
     assert all(m.weight.dtype == torch.bfloat16 for m in linears)
@@ -421,6 +424,6 @@ def test_frozen_llm_linears_in_bf16_give_the_same_autocast_pass_and_lora_gradien
     assert model.llm_embeddings.weight.dtype == model._decoder_lm[0].norm.weight.dtype == torch.float32
     assert torch.equal(hidden, reference) and reference.abs().max() > 0
     assert all(torch.equal(g, r) for g, r in zip(grads, reference_grads)) and reference_grads[-1].abs().sum() > 0
-    assert model.store_frozen_llm_linears(torch.bfloat16) == 0  # already stored
+    assert store_frozen_llm_linears(model, torch.bfloat16) == 0  # already stored
     # a checkpoint saved from it still loads into a float32-built model (base_checksum's tolerance: 1e-4)
     assert abs(base_checksum(model) - checksum) < 1e-5 * checksum

@@ -252,7 +252,7 @@ def test_ppo_on_the_tiny_vla_encodes_each_step_once_and_updates_as_without_the_c
 
 def test_ppo_compile_setting_is_checked_before_loading_and_needs_compile_regions():
     from minddrive.errors import UserError
-    from minddrive.models.compile import compile_model_regions
+    from minddrive.models.acceleration import accelerate_for_ppo
 
     with pytest.raises(UserError, match="ppo.compile: expected None, a backend name or a dict, got 3"):
         PPOHyperParams.from_config(dict(compile=3))
@@ -260,17 +260,18 @@ def test_ppo_compile_setting_is_checked_before_loading_and_needs_compile_regions
         PPOHyperParams.from_config(dict(compile=dict(llm="reduce-overhead")))
     assert PPOHyperParams.from_config(dict(compile=dict(llm_mode="reduce-overhead"))).compile == dict(
         llm_mode="reduce-overhead")
-    with pytest.raises(UserError, match=r"ppo.compile: CorridorPolicy has no compile_regions\(\)"):
-        compile_model_regions(CorridorPolicy(hidden=16), "aot_eager", "ppo.compile")
+    with pytest.raises(UserError, match=r"ppo.compile: CorridorPolicy has no compile regions \(only MindDrive has\)"):
+        accelerate_for_ppo(CorridorPolicy(hidden=16), "aot_eager")
 
 
 def test_ppo_with_compiled_regions_updates_as_eager_on_the_tiny_vla():
     """``ppo.compile`` (here the ``aot_eager`` backend: the compiled graphs without Inductor's code generation)
     gives the eager update's losses and weights."""
+    import inspect
     import sys
 
     from minddrive.config import load_config
-    from minddrive.models.compile import compile_model_regions
+    from minddrive.models.acceleration import accelerate_for_ppo, decompile_regions
     from minddrive.rollout.policy import load_policy
 
     sys.path.insert(0, str(HERE.parents[1] / "benchmarks"))
@@ -282,12 +283,13 @@ def test_ppo_with_compiled_regions_updates_as_eager_on_the_tiny_vla():
     for spec in (None, "aot_eager"):
         torch.manual_seed(0)
         policy = load_policy(cfg, None)
-        assert compile_model_regions(policy.model, spec, "ppo.compile") is False  # no CUDA graphs either way
+        assert accelerate_for_ppo(policy, spec) is False  # no CUDA graphs either way
+        assert "temperature" in inspect.signature(policy.evaluate_decisions).parameters  # what ppo_update reads
         hp = PPOHyperParams(epochs=2, batch_size=2, learning_rate=1e-3, recompute_old_log_probs=True)
         optimizer = torch.optim.AdamW(select_trainable(policy.model, hp.trainable), lr=hp.learning_rate)
         metrics = ppo_update(policy, optimizer, steps, hp, torch.device("cpu"), show_progress=False)
         runs.append((metrics, [p.detach().clone() for p in policy.model.parameters() if p.requires_grad]))
-        policy.model.decompile_regions()
+        decompile_regions(policy.model)
     (eager, eager_weights), (compiled, compiled_weights) = runs
     assert compiled == pytest.approx(eager, rel=1e-4, abs=1e-6) and eager["approx_kl"] > 0
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(compiled_weights, eager_weights))

@@ -56,10 +56,12 @@ def test_build_policy_wraps_minddrive_in_the_policy_contract(tmp_path):
     policy = load_policy(cfg, None)
     save_policy(policy, tmp_path / "vla", cfg, meta=dict(stage="test"))
     loaded = build_policy(cfg, str(tmp_path / "vla"), None)
-    assert isinstance(loaded, MindDrivePolicy) and not loaded.model.training and loaded.model.merged_adapters is None
+    from minddrive.models.acceleration import fast_paths
+
+    assert isinstance(loaded, MindDrivePolicy) and not loaded.model.training and fast_paths(loaded.model) is None
     # eval_driver.policy / eval_driver.device: how and where `minddrive eval` runs the model (GPU configs)
     fast = build_policy(cfg, str(tmp_path / "vla"), None, runtime=dict(merge_adapters=True))
-    assert fast.model.merged_adapters is not None and fast.device == torch.device("cpu")
+    assert fast_paths(fast.model).merged is not None and fast.device == torch.device("cpu")
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="eval_driver.device: 'cuda' but torch sees no CUDA device"):
             build_policy(cfg, str(tmp_path / "vla"), None, device="cuda")

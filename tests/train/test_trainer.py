@@ -64,12 +64,12 @@ def test_load_from_starts_from_previous_stage(tmp_path):
 
 def test_compile_for_a_model_without_compile_regions_is_a_user_error(tmp_path):
     cfg = toy_config(tmp_path, train_cfg=dict(max_iters=1, batch_size=4, compile="aot_eager"))
-    with pytest.raises(UserError, match="train_cfg.compile: ToyDriver has no compile_regions"):
+    with pytest.raises(UserError, match=r"train_cfg.compile: ToyDriver has no compile regions \(only MindDrive has\)"):
         train(cfg, tmp_path)
 
 
 def test_compile_setting_is_a_backend_or_a_dict_of_compile_regions_arguments(tmp_path):
-    from minddrive.models.compile import regional_compile_options
+    from minddrive.models.acceleration import regional_compile_options
 
     assert regional_compile_options(None) == {} and regional_compile_options("inductor") == dict(backend="inductor")
     assert regional_compile_options(dict(llm_mode="reduce-overhead")) == dict(
@@ -80,16 +80,22 @@ def test_compile_setting_is_a_backend_or_a_dict_of_compile_regions_arguments(tmp
         train(toy_config(tmp_path, train_cfg=dict(max_iters=1, batch_size=4, compile=3)), tmp_path)
 
 
-def test_frozen_llm_dtype_is_checked_and_applied_only_under_cuda_bf16_autocast(tmp_path, capsys):
-    from minddrive.train.trainer import store_frozen_llm
+def test_frozen_llm_dtype_is_checked_and_applied_only_under_cuda_bf16_autocast(tmp_path, capsys, monkeypatch):
+    from minddrive.models import acceleration
+    from minddrive.models.acceleration import store_frozen_llm
+    from minddrive.models.minddrive import MindDrive
 
-    class Stored(torch.nn.Module):
+    class Stored(MindDrive):  # a MindDrive without weights: what store_frozen_llm decides, not the storing itself
         calls: list = []
 
-        def store_frozen_llm_linears(self, dtype):
-            self.calls.append(dtype)
-            return 3 * 2**29
+        def __init__(self):
+            torch.nn.Module.__init__(self)
 
+    def record(model, dtype):
+        model.calls.append(dtype)
+        return 3 * 2**29
+
+    monkeypatch.setattr(acceleration, "store_frozen_llm_linears", record)
     model, cuda, cpu = Stored(), torch.device("cuda", 0), torch.device("cpu")
     assert store_frozen_llm(model, {}, cuda, None) is None and store_frozen_llm(model, dict(frozen_llm_dtype="fp32"),
                                                                               cuda, None) is None
@@ -105,7 +111,7 @@ def test_frozen_llm_dtype_is_checked_and_applied_only_under_cuda_bf16_autocast(t
         store_frozen_llm(model, dict(bf16, precision="fp32"), cuda, None)
     with pytest.raises(UserError, match="strategy.shard_frozen=False"):
         store_frozen_llm(model, bf16, cuda, dict(type="fsdp"))
-    with pytest.raises(UserError, match="train_cfg.frozen_llm_dtype: Module has no store_frozen_llm_linears"):
+    with pytest.raises(UserError, match=r"train_cfg.frozen_llm_dtype: Module has no frozen LLM \(only MindDrive has\)"):
         store_frozen_llm(torch.nn.Module(), bf16, cuda, None)
     # On the CPU the setting is reported and the toy run trains as before.
     train(toy_config(tmp_path, train_cfg=dict(max_iters=1, batch_size=4, frozen_llm_dtype="bf16")), tmp_path)
