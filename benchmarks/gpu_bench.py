@@ -49,6 +49,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as a script from anywhere (the device copies the repo, no install)
     sys.path.insert(0, str(REPO_ROOT))
 
+from minddrive.models import acceleration as acc  # noqa: E402  (the speed-ups the entry points apply)
+
 CONFIG_DIR = REPO_ROOT / "adzoo" / "minddrive" / "configs" / "_base_" / "models"
 
 # Public architecture facts of the two LLMs (Hugging Face config.json of Qwen2-0.5B and Qwen2.5-3B); random
@@ -212,23 +214,21 @@ def build_model(spec: SizeSpec, device: torch.device):
 @contextlib.contextmanager
 def frozen_llm_stored_as(model, dtype_name: str, device: torch.device):
     """The IL parts' frozen LLM weights as the trainer keeps them (``train_cfg.frozen_llm_dtype``, on CUDA:
-    ``MindDrive.store_frozen_llm_linears``); the float32 originals wait on the host and come back after, for
+    ``acceleration.store_frozen_llm_linears``); the float32 originals wait on the host and come back after, for
     the parts that follow (the rollout parts run their own inference dtype)."""
-    from minddrive.models.llm import frozen_decoder_linears
-
     if dtype_name != "bf16" or device.type != "cuda":
         yield
         return
-    params = [p for linear in frozen_decoder_linears(model.llm.peft) for p in (linear.weight, linear.bias)
+    params = [p for linear in acc.frozen_decoder_linears(model.llm.peft) for p in (linear.weight, linear.bias)
               if p is not None]
     originals = [p.data.to("cpu") for p in params]
-    model.store_frozen_llm_linears(torch.bfloat16)
+    acc.store_frozen_llm_linears(model, torch.bfloat16)
     try:
         yield
     finally:
         for param, original in zip(params, originals):
             param.data = original.to(device)
-        model.store_frozen_llm_linears(torch.float32)  # a no-op cast; drops graphs captured over bf16 weights
+        acc.store_frozen_llm_linears(model, torch.float32)  # a no-op cast; drops graphs captured over bf16 weights
 
 
 def set_gradient_checkpointing(model, enabled: bool) -> None:
@@ -557,14 +557,14 @@ def analytic_il_flops(model, batch_size: int, image_size: tuple[int, int], text_
 def bench_il_step_compiled(model, spec: SizeSpec, image_size, device, steps: int, ceiling_tflops: float | None,
                            eager: dict | None, llm_layers: bool = False, llm_mode: str | None = None,
                            mode: str | None = None) -> dict:
-    """The IL step with the ViT blocks compiled (``EVA02ViT.compile_blocks``: regional compilation), and with
-    ``llm_layers`` the LLM decoder layers too (``MindDrive.compile_regions``), at the eager run's (batch,
+    """The IL step with the ViT blocks compiled (``acceleration.compile_vit_blocks``: regional compilation), and
+    with ``llm_layers`` the LLM decoder layers too (``acceleration.compile_regions``), at the eager run's (batch,
     checkpointing) so the runs are comparable; the compile (first step) is timed apart and excluded from
     throughput; MFU uses the eager run's counted FLOPs (compilation does not change the model's FLOPs).
     Everything is made eager again afterwards, whatever happens."""
     backbone = model.backbone
-    if not hasattr(backbone, "compile_blocks"):
-        return dict(skipped=f"backbone {type(backbone).__name__} has no compile_blocks")
+    if not acc.has_vit_blocks(backbone):
+        return dict(skipped=f"backbone {type(backbone).__name__} has no ViT blocks to compile")
     ladder = spec.il_ladder
     if eager and "batch" in eager:
         ladder = ((eager["batch"], eager["grad_checkpointing"]),)
@@ -574,14 +574,14 @@ def bench_il_step_compiled(model, spec: SizeSpec, image_size, device, steps: int
     # H100 host, where the step's host time already bounds parts of it).
     torch.compiler.reset()
     if llm_layers:
-        model.compile_regions(backend=backend, mode=mode, llm_mode=llm_mode)
+        acc.compile_regions(model, backend=backend, mode=mode, llm_mode=llm_mode)
     else:
-        backbone.compile_blocks(backend=backend)
+        acc.compile_vit_blocks(backbone, backend=backend)
     try:
         out = bench_il_step(model, dataclass_replace(spec, il_ladder=ladder), image_size, device, steps,
                             ceiling_tflops, count=False)
     finally:
-        model.decompile_regions()
+        acc.decompile_regions(model)
         if "reduce-overhead" in (mode, llm_mode):
             torch.compiler.reset()  # frees the CUDA-graph memory pools (~40 GiB here), or later parts run out
             free_memory(device)
@@ -778,16 +778,14 @@ def bench_fast_act(model, spec: SizeSpec, image_size, device) -> dict:
     """Issue #10's inference paths against the old one, on ONE bf16 copy in the same run:
 
     * ``act`` at batch 1: old (decision and value as two LLM passes, eager) -> decision + value in one pass
-      (``fuse_decision_value``) -> plus CUDA graphs of the LLM passes (``DecoderGraphs``) -> plus the ViT
-      blocks compiled -> plus the LLM and query-decoder layers compiled (``compile_regions``) -> plus the
-      scene encoder replayed from a CUDA graph (``SceneGraphs``); captures and compiles (first call per
+      (``fuse_decision_value``) -> plus CUDA graphs of the LLM passes (``acceleration.DecoderGraphs``) -> plus
+      the ViT blocks compiled -> plus the LLM and query-decoder layers compiled (``acceleration.compile_regions``)
+      -> plus the scene encoder replayed from a CUDA graph (``acceleration.SceneGraphs``); captures and compiles (first call per
       shape) are timed apart and excluded;
     * the new path's parts at batch 1: scene encode, fused decision + value pass, action pass;
     * decision-only throughput at the largest ``gen_batches`` (scene precomputed, eager and graphed) against
       greedy generation of 2 tokens and of the ~12-token upstream answer from the same scene tokens.
     """
-    from minddrive.models.policy import DecoderGraphs, SceneGraphs
-
     policy, dtype = inference_policy(model, device)
     net = policy.model
     out: dict[str, Any] = dict(dtype=dtype, act_b1_target_ms=30.0, timing="wall, median (device synchronised)")
@@ -819,34 +817,36 @@ def bench_fast_act(model, spec: SizeSpec, image_size, device) -> dict:
     backend = compile_backend(device)
     try:
         net.backbone.patch_matmul = False  # the session-4 path first (cuDNN's patch convolution)
-        policy.fuse_decision_value, net.decoder_graphs = False, None
+        policy.fuse_decision_value = False
+        acc.use_cuda_graphs(net, False)
         out["act_b1_old_ms"] = act_ms()
         policy.fuse_decision_value = True
         out["act_b1_fused_ms"] = act_ms()
-        net.decoder_graphs = DecoderGraphs()  # the fused and the action pass at batch 1
+        acc.use_cuda_graphs(net, scene=False)  # the fused and the action pass at batch 1
         first_call_then_time("graph_capture_s", "act_b1_fused_graphs_ms")
-        out["graphs_captured"] = len(net.decoder_graphs.graphs)
-        out["graph_failures"] = dict((str(k[:2]), v) for k, v in net.decoder_graphs.failures.items())
+        out["graphs_captured"] = len(acc.fast_paths(net).decoder_graphs.graphs)
+        out["graph_failures"] = dict((str(k[:2]), v) for k, v in acc.fast_paths(net).decoder_graphs.failures.items())
         try:  # then the scene encoder too: the ViT blocks compiled (inference variants)
-            net.backbone.compile_blocks(backend=backend)
+            acc.compile_vit_blocks(net.backbone, backend=backend)
             first_call_then_time("vit_compile_s", "act_b1_fused_graphs_vit_compiled_ms")
             # then the LLM and query-decoder layers too, the LLM graphs captured again over the compiled code
-            net.compile_regions(backend=backend)
-            net.decoder_graphs = DecoderGraphs()
+            acc.compile_regions(net, backend=backend)
+            acc.fast_paths(net).drop_captured_graphs()
             first_call_then_time("regions_compile_s", "act_b1_fused_graphs_regions_compiled_ms")
-            net.scene_graphs = SceneGraphs()  # and the scene encoder replayed from a CUDA graph
+            acc.use_cuda_graphs(net)  # and the scene encoder replayed from a CUDA graph
             first_call_then_time("scene_graph_capture_s", "act_b1_all_graphs_regions_compiled_ms")
-            out["scene_graph_failures"] = dict((str(i), v) for i, v in enumerate(net.scene_graphs.failures.values()))
+            out["scene_graph_failures"] = dict(
+                (str(i), v) for i, v in enumerate(acc.fast_paths(net).scene_graphs.failures.values()))
             out["b1_parts_graphs"] = b1_parts()
             # Session 5: patches embedded by one matmul instead of cuDNN's strided conv, then the LoRA adapters
             # merged into copies of the weights, then (opt-in) the ViT's matmuls in float8; graphs recaptured.
             steps = (("patch_matmul", lambda: setattr(net.backbone, "patch_matmul", None)),
-                     ("merged", lambda: net.merge_adapters()),
-                     ("vit_float8", lambda: net.use_vit_float8()))
+                     ("merged", lambda: acc.merge_adapters(net)),
+                     ("vit_float8", lambda: acc.use_vit_float8(net)))
             reference = policy.act(batch, sample=False)
             for name, change in steps:
                 change()
-                net.decoder_graphs, net.scene_graphs = DecoderGraphs(), SceneGraphs()
+                acc.fast_paths(net).drop_captured_graphs()
                 first_call_then_time(f"{name}_first_call_s", f"act_b1_{name}_ms")
                 if name == "merged":
                     out["b1_parts_merged"] = b1_parts()
@@ -856,9 +856,9 @@ def bench_fast_act(model, spec: SizeSpec, image_size, device) -> dict:
             # with random weights (the query decoder's outputs are mostly its learned queries), so they say little.
             images = ((batch["img"].float() - net.img_mean) / net.img_std).flatten(0, 1)
             with torch.inference_mode(), policy._autocast():
-                approx_scene, approx_feats = net._encode_scene(batch)[0], net.backbone(images)
-                net.use_vit_float8(False)
-                exact_scene, exact_feats = net._encode_scene(batch)[0], net.backbone(images)
+                approx_scene, approx_feats = type(net).encode_scene(net, batch)[0], net.backbone(images)
+                acc.use_vit_float8(net, False)
+                exact_scene, exact_feats = type(net).encode_scene(net, batch)[0], net.backbone(images)
             cosine = lambda a, b, dim: torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=dim)  # noqa: E731
             token_cos = cosine(approx_feats, exact_feats, 1)  # (B*N, h, w): per feature-map position
             out["float8_deviation_b1"].update(
@@ -878,10 +878,10 @@ def bench_fast_act(model, spec: SizeSpec, image_size, device) -> dict:
             out["act_b1_float8_meets_target"] = out["act_b1_vit_float8_ms"] < 30.0
         out["act_b1_speedup_vs_old"] = round(out["act_b1_old_ms"] / best, 2)
     finally:
-        net.decompile_regions()
-        net.scene_graphs = None
-        net.merge_adapters(False)
-        net.use_vit_float8(False)
+        acc.decompile_regions(net)
+        acc.use_cuda_graphs(net, False)
+        acc.merge_adapters(net, False)
+        acc.use_vit_float8(net, False)
         batch = None
         free_memory(device)
 
@@ -897,14 +897,16 @@ def bench_fast_act(model, spec: SizeSpec, image_size, device) -> dict:
                         (True, True, True, "decision_only_merged_compiled_graphs_per_s"))
             for graphs, compiled, merged, key in variants:
                 if compiled:
-                    net.compile_regions(backend=compile_backend(device))
-                net.merge_adapters(merged)
-                net.decoder_graphs = DecoderGraphs() if graphs else None
+                    acc.compile_regions(net, backend=compile_backend(device))
+                acc.merge_adapters(net, merged)
+                acc.use_cuda_graphs(net, False)
+                if graphs:
+                    acc.use_cuda_graphs(net, scene=False)
                 ms = time_device(lambda: net.decision_log_probs(batch, scene), device, warmup=2, runs=max(3, runs // 2))
                 row[key] = round(b / (ms / 1e3), 1)
-            net.decompile_regions()
-            net.merge_adapters(False)
-            net.decoder_graphs = None
+            acc.decompile_regions(net)
+            acc.merge_adapters(net, False)
+            acc.use_cuda_graphs(net, False)
             row.update(generation_rates(net, batch, scene, device))  # the upstream approach: eager generation
         best = max(row[key] for *_, key in variants)
         row["speedup_vs_generate2"] = round(best / row["generate2_per_s"], 2)
@@ -915,9 +917,9 @@ def bench_fast_act(model, spec: SizeSpec, image_size, device) -> dict:
             raise
         row["oom"] = True
     finally:
-        net.decompile_regions()
+        acc.decompile_regions(net)
         batch = scene = None
-        net.decoder_graphs = None
+        acc.use_cuda_graphs(net, False)
         free_memory(device)
     out[f"decision_only_b{b}"] = row
     net.use_adapter("action_expert")
@@ -1037,11 +1039,13 @@ def bench_rollout_fast(model, spec: SizeSpec, image_size, device) -> dict:
     (compile, captures) is timed apart."""
     from minddrive.config import load_config
     from minddrive.models import MindDrivePolicy
+    from minddrive.models.policy import policy_options
 
     runtime = dict(load_config(AGENT_CONFIG).agent.policy)
     if device.type != "cuda":
         runtime = dict(merge_adapters=True)
-    policy = MindDrivePolicy(copy.deepcopy(model), device, **runtime).eval()
+    policy = acc.accelerate_for_inference(
+        MindDrivePolicy(copy.deepcopy(model), device, **policy_options(runtime)), runtime).eval()
     out: dict[str, Any] = dict(runtime=runtime, act_decisions_per_s={}, first_call_s={})
     try:
         for b in (1, *spec.act_batches):
@@ -1050,7 +1054,7 @@ def bench_rollout_fast(model, spec: SizeSpec, image_size, device) -> dict:
         if isinstance(out["act_decisions_per_s"]["1"], float):
             out["act_b1_ms"] = round(1e3 / out["act_decisions_per_s"]["1"], 2)
     finally:
-        policy.model.decompile_regions()
+        acc.decompile_regions(policy.model)
         del policy
         free_memory(device)
     return out
@@ -1171,7 +1175,7 @@ def bench_collector(model, spec: SizeSpec, image_size, device) -> dict:
     and the policy as the GPU rollout config runs it (``rollout.policy``: bf16, compiled regions, graphs).
     The first decision tick (compiles and captures at this batch) is timed apart."""
     from minddrive.config import load_config
-    from minddrive.models.policy import MindDrivePolicy
+    from minddrive.models.policy import MindDrivePolicy, policy_options
     from minddrive.rl.bench import bench
 
     cfg = load_config(ROLLOUT_CONFIG, {"env.image_size": tuple(image_size)})
@@ -1183,12 +1187,13 @@ def bench_collector(model, spec: SizeSpec, image_size, device) -> dict:
     variants = [configured] + ([v for v in others if v != configured] if configured else [])
     results = []
     for runtime in variants:
-        policy = MindDrivePolicy(copy.deepcopy(model), device, **runtime).eval()
+        policy = acc.accelerate_for_inference(
+            MindDrivePolicy(copy.deepcopy(model), device, **policy_options(runtime)), runtime).eval()
         try:
             warm = bench(cfg, None, spec.collector_worlds, cfg.rollout.get("decision_interval", 5), policy=policy)
             out = bench(cfg, None, spec.collector_worlds, spec.collector_ticks, policy=policy, seed=2_000_000)
         finally:
-            policy.model.decompile_regions()
+            acc.decompile_regions(policy.model)
             del policy
             free_memory(device)
         results.append(dict(out, runtime=runtime, first_decision_tick_s=warm["seconds"]))
@@ -1222,7 +1227,6 @@ def bench_ppo(model, spec: SizeSpec, image_size, device) -> dict:
     ``ppo.micro_batch_size``; ``ppo.compile`` for the compiled figure)."""
     from minddrive.config import load_config
     from minddrive.models import MindDrivePolicy
-    from minddrive.models.compile import compile_model_regions
 
     ppo_cfg = load_config(str(REPO_ROOT / "adzoo" / "minddrive" / "configs" / spec.ppo_config)).ppo
     micro = ppo_cfg.get("micro_batch_size")
@@ -1250,7 +1254,7 @@ def bench_ppo(model, spec: SizeSpec, image_size, device) -> dict:
     free_memory(device)  # CUDA-graph pools cannot reuse the blocks the eager passes left cached
     started = time.perf_counter()
     setting = ppo_cfg.get("compile") if device.type == "cuda" else compile_backend(device)
-    graphed = compile_model_regions(model, setting, "ppo.compile")
+    graphed = acc.accelerate_for_ppo(policy, setting)
     out.update(compile=setting, cuda_graphs=graphed)
     try:
         reset_peak_memory(device)
@@ -1268,7 +1272,7 @@ def bench_ppo(model, spec: SizeSpec, image_size, device) -> dict:
             raise
         out["epochs3_cached_compiled_samples_per_s"] = f"out of memory: {str(exc).splitlines()[0][:160]}"
     finally:
-        model.decompile_regions()
+        acc.decompile_regions(model)
         torch.compiler.reset()  # drop the graphs' memory pools before the end-to-end figure
         free_memory(device)
     staged = None

@@ -21,7 +21,8 @@ import json
 import torch
 
 from minddrive.config import load_config
-from minddrive.models.policy import MindDrivePolicy
+from minddrive.models.acceleration import accelerate_for_inference
+from minddrive.models.policy import MindDrivePolicy, policy_options
 from minddrive.registry import MODELS, build
 
 
@@ -46,7 +47,9 @@ def main() -> None:
             if "lora_B" in name:
                 p.normal_(0, 0.3)
     learner = MindDrivePolicy(model, args.device)  # float32 masters; autocast on the GPU, as PPO runs them
-    rollout = MindDrivePolicy(copy.deepcopy(model), args.device, **json.loads(args.runtime))
+    runtime = json.loads(args.runtime)
+    rollout = accelerate_for_inference(MindDrivePolicy(copy.deepcopy(model), args.device, **policy_options(runtime)),
+                                       runtime)
     height, width = (int(v) for v in args.image_size.split("x"))
     gaps, full, flips, count = [], [], 0, 0
     for k in range(args.batches):

@@ -38,6 +38,7 @@ import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # torchrun runs the file as a script
 import gpu_bench as gb  # noqa: E402  (the shared model builder, synthetic data and timing helpers)
+from gpu_bench import acc  # noqa: E402  (minddrive.models.acceleration)
 
 # Relative loss difference allowed between the 1-process and N-process runs: bf16 autocast makes the
 # gradient all-reduce order visible after a few AdamW steps; fp32 on CPU agrees to rounding.
@@ -106,14 +107,14 @@ def il_attempt(model, spec, image_size, info, strategy: dict, batch_size: int, c
     with gb.frozen_llm_stored_as(model, spec.frozen_llm_dtype if graphs else "fp32", info.device):
         if graphs:
             torch.compiler.reset()
-            model.compile_regions(backend=gb.compile_backend(info.device),
-                                  mode="reduce-overhead" if info.device.type == "cuda" else None)
+            acc.compile_regions(model, backend=gb.compile_backend(info.device),
+                                mode="reduce-overhead" if info.device.type == "cuda" else None)
         try:
             return _il_attempt(model, spec, image_size, info, strategy, batch_size, checkpointing, micro_batches,
                                warmup, steps, seed, no_sync_steps, graphs)
         finally:
             if graphs:
-                model.decompile_regions()
+                acc.decompile_regions(model)
                 torch.compiler.reset()  # frees the CUDA-graph pools before the next part
                 gb.free_memory(info.device)
 

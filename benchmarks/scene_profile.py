@@ -7,8 +7,8 @@ the ViT is ~94 % of the IL step's FLOPs, so this breaks both down on one GPU, at
 2. ``modules``  CUDA-event time of each top-level child of the model inside one ``encode_scene`` at batch 1
                (bf16 inference copy), eager and with the ViT blocks compiled;
 3. ``kernels``  ``torch.profiler`` tables (by device time, then by host time) of: a compiled ``encode_scene``
-               at batch 1; a whole ``act`` at batch 1 with every region compiled (``compile_regions``) and the
-               LLM passes CUDA-graphed; the eager fused decision + value LLM pass at batch 1; a compiled ViT
+               at batch 1; a whole ``act`` at batch 1 with every region compiled
+               (``acceleration.compile_regions``) and the LLM passes CUDA-graphed; the eager fused decision + value LLM pass at batch 1; a compiled ViT
                forward + backward at the IL batch; one whole IL stage-3 step with every region compiled,
                with the forward time of each top-level module inside it (tables in ``scene_profile_*.txt``);
                and where the act and the IL step make the host wait for the GPU (``syncs_*``).
@@ -46,6 +46,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gpu_bench as gb  # noqa: E402  (benchmarks/ is not a package; the device runs it as a script)
+from gpu_bench import acc  # noqa: E402  (minddrive.models.acceleration)
 
 
 def linear_tflops(rows: int, in_features: int, out_features: int, device: torch.device, runs: int = 20) -> float:
@@ -166,19 +167,18 @@ def profile_scene(model, image_size, device: torch.device, results: dict, out_di
     act = lambda: policy._act(batch, False, 1.0, None, None)  # noqa: E731
     with torch.inference_mode(), policy._autocast():
         results["modules_b1_eager"] = module_times(net, lambda: net.encode_scene(batch), device)
-        net.backbone.compile_blocks(backend=backend)
+        acc.compile_vit_blocks(net.backbone, backend=backend)
         results["modules_b1_compiled"] = module_times(net, lambda: net.encode_scene(batch), device)
         results["kernels_b1_compiled"] = kernel_table(lambda: net.encode_scene(batch), device,
                                                       out_dir / "scene_profile_act_b1.txt")
-        net.backbone.decompile_blocks()
-        net.compile_regions(backend=backend)
-        from minddrive.models.policy import DecoderGraphs
-        net.decoder_graphs = DecoderGraphs()
+        acc.decompile_vit_blocks(net.backbone)
+        acc.compile_regions(net, backend=backend)
+        acc.use_cuda_graphs(net, scene=False)
         results["act_b1_all_compiled_ms"] = round(gb.time_device(act, device, warmup=3, runs=10), 2)
         results["syncs_act_b1_all_compiled"] = sync_sites(act, device)
         results["kernels_act_b1_all_compiled"] = kernel_table(act, device, out_dir / "scene_profile_act_b1_all.txt")
-        net.decoder_graphs = None
-        net.decompile_regions()
+        acc.use_cuda_graphs(net, False)
+        acc.decompile_regions(net)
         scene, _ = net.encode_scene(batch)
         results["decision_value_b1_eager_ms"] = round(
             gb.time_device(lambda: net.decision_and_value(batch, scene), device, warmup=2, runs=5), 2)
@@ -205,13 +205,13 @@ def profile_vit_il(model, spec, image_size, device: torch.device, args, results:
     backbone = model.backbone
     forward_backward = vit_forward_backward(backbone, args.train_batch * 6, image_size, device)
     backend = gb.compile_backend(device)
-    backbone.compile_blocks(backend=backend)
+    acc.compile_vit_blocks(backbone, backend=backend)
     try:
         results["vit_fwd_bwd_ms"] = round(gb.time_device(forward_backward, device, warmup=2, runs=3), 1)
         results["kernels_vit_fwd_bwd_compiled"] = kernel_table(forward_backward, device,
                                                                out_dir / "scene_profile_vit_train.txt")
         # the IL step's best path: the LLM and query-decoder layers too, the LLM's as CUDA graphs on the GPU
-        model.compile_regions(backend=backend, llm_mode=args.il_llm_mode if device.type == "cuda" else None)
+        acc.compile_regions(model, backend=backend, llm_mode=args.il_llm_mode if device.type == "cuda" else None)
         model.train()
         optimizer = gb.make_optimizer(model)
         il_batch = gb.training_batch(model, args.train_batch, image_size, spec.text_len, device)
@@ -223,7 +223,7 @@ def profile_vit_il(model, spec, image_size, device: torch.device, args, results:
         results["syncs_il_step_compiled"] = sync_sites(step, device)
         results["kernels_il_step_compiled"] = kernel_table(step, device, out_dir / "scene_profile_il_step.txt")
     finally:
-        model.decompile_regions()
+        acc.decompile_regions(model)
         backbone.zero_grad(set_to_none=True)
         if device.type == "cuda":
             torch.compiler.reset()  # frees CUDA-graph pools before a later part
@@ -340,7 +340,7 @@ def _il_timeline(model, spec, image_size, device: torch.device, batch_size: int,
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
-    model.compile_regions(backend="inductor", mode="reduce-overhead", llm_mode=llm_mode)
+    acc.compile_regions(model, backend="inductor", mode="reduce-overhead", llm_mode=llm_mode)
     model.train()
     optimizer = gb.make_optimizer(model)
     batch = gb.training_batch(model, batch_size, image_size, spec.text_len, device)
@@ -369,7 +369,7 @@ def _il_timeline(model, spec, image_size, device: torch.device, batch_size: int,
         out["profiled_step_span_ms"] = out["phases"]["total"]["span_ms"]
     finally:
         markers.unwrap()
-        model.decompile_regions()
+        acc.decompile_regions(model)
         torch.compiler.reset()
     return out
 
@@ -444,7 +444,7 @@ def ppo_minibatch(model, spec, image_size, device: torch.device, out_dir: Path, 
                         kernel_table(minibatch, device, out_dir / f"ppo_{name}.txt")
                     out[name] = row
                 finally:
-                    model.decompile_regions()
+                    acc.decompile_regions(model)
         except Exception as exc:  # noqa: BLE001  (a variant failing keeps the others)
             out[name] = dict(error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}")
             traceback.print_exc()
@@ -481,12 +481,12 @@ def kernel_sources(fn, device: torch.device, rows: int = 25) -> list[dict]:
 def vit_train_sources(backbone, images: int, image_size, device: torch.device) -> dict:
     """:func:`kernel_sources` of a compiled (not graphed) ViT forward + backward at ``images`` images."""
     forward_backward = vit_forward_backward(backbone, images, image_size, device)
-    backbone.compile_blocks(backend=gb.compile_backend(device))
+    acc.compile_vit_blocks(backbone, backend=gb.compile_backend(device))
     try:
         return {"fwd_bwd_ms": round(gb.time_device(forward_backward, device, warmup=2, runs=3), 1),
                 "sources": kernel_sources(forward_backward, device)}
     finally:
-        backbone.decompile_blocks()
+        acc.decompile_vit_blocks(backbone)
         backbone.zero_grad(set_to_none=True)
 
 
@@ -589,7 +589,7 @@ def main(argv=None) -> int:
             elif part == "ppo":
                 results["ppo"] = ppo_minibatch(model, spec, image_size, device, out_dir, args.ppo_variants.split(","))
             else:
-                model.backbone.decompile_blocks()
+                acc.decompile_vit_blocks(model.backbone)
                 results["sdpa"] = sdpa_backends(model.backbone, args.train_batch * 6, device)
         except Exception as exc:  # noqa: BLE001  (one part failing, e.g. out of memory, keeps the others)
             results[f"{part}_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"

@@ -161,7 +161,7 @@ def compile_regions(model: MindDrive, backend: str = "inductor", mode: str | Non
     # nn.GRU is a graph break unless Dynamo may unroll it: the trajectory head's GRU decodes would run eagerly
     # between small graphs, with the host's glue around them. Unrolled, the head is one graph.
     torch._dynamo.config.allow_rnn = True
-    if _has_vit_blocks(model.backbone):
+    if has_vit_blocks(model.backbone):
         compile_vit_blocks(model.backbone, backend=backend, mode=mode, dynamic=None)
     llm_layers = set(map(id, model._decoder_lm[0].layers))
     for layer in _compiled_layers(model):
@@ -177,7 +177,7 @@ def compile_regions(model: MindDrive, backend: str = "inductor", mode: str | Non
 
 def decompile_regions(model: MindDrive) -> None:
     """Back to eager (undoes :func:`compile_regions` and the training step marks; compiled code stays cached)."""
-    if _has_vit_blocks(model.backbone):
+    if has_vit_blocks(model.backbone):
         decompile_vit_blocks(model.backbone)
     for layer in _compiled_layers(model):
         layer._compiled_call_impl = None  # what nn.Module.compile sets; None = plain forward
@@ -185,7 +185,7 @@ def decompile_regions(model: MindDrive) -> None:
         model.__dict__.pop(name, None)
 
 
-def _has_vit_blocks(backbone: nn.Module) -> bool:
+def has_vit_blocks(backbone: nn.Module) -> bool:
     from minddrive.models.vision import EVA02ViT
 
     return isinstance(backbone, EVA02ViT)
@@ -374,14 +374,18 @@ def _update_fast_paths(model: MindDrive, change) -> None:
             model.__dict__.pop(name, None)
 
 
-def use_cuda_graphs(model: MindDrive, enabled: bool = True) -> None:
-    """Replay gradient-free ``encode_scene`` and LLM passes from CUDA graphs (:class:`SceneGraphs`,
-    :class:`DecoderGraphs`), or back to launching them kernel by kernel."""
+def use_cuda_graphs(model: MindDrive, enabled: bool = True, scene: bool = True) -> None:
+    """Replay gradient-free LLM passes and, with ``scene``, ``encode_scene`` from CUDA graphs
+    (:class:`DecoderGraphs`, :class:`SceneGraphs`; graphs already captured are kept), or (``enabled=False``)
+    back to launching them kernel by kernel."""
     def change(fast):
-        if enabled and fast.decoder_graphs is None:
-            fast.decoder_graphs, fast.scene_graphs = DecoderGraphs(), SceneGraphs()
-        elif not enabled:
+        if not enabled:
             fast.decoder_graphs = fast.scene_graphs = None
+            return
+        if fast.decoder_graphs is None:
+            fast.decoder_graphs = DecoderGraphs()
+        if scene and fast.scene_graphs is None:
+            fast.scene_graphs = SceneGraphs()
     _update_fast_paths(model, change)
 
 
