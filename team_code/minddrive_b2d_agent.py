@@ -19,7 +19,6 @@ efficiency/smoothness tool.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from typing import Any
@@ -28,6 +27,7 @@ import numpy as np
 from leaderboard.autoagents.autonomous_agent import AutonomousAgent, Track
 
 from minddrive.constants import B2D_IMAGE_SIZE, CAMERA_NAMES, CAMERA_RIG, WAYPOINT_DT
+from minddrive.sim.metric_info import write_metric_info
 
 EARTH_RADIUS = 6378137.0
 JPEG_QUALITY = 20
@@ -222,8 +222,7 @@ class MindDriveAgent(AutonomousAgent):
 
     def write_metric_info(self) -> None:
         if self.save_path is not None and self.metric_info:
-            with open(os.path.join(self.save_path, "metric_info.json"), "w") as f:
-                json.dump(self.metric_info, f, indent=1)
+            write_metric_info(self.save_path, self.metric_info)
 
     def decide(self, obs: dict) -> dict:
         """One policy call (argmax decision); the plan is stored in world coordinates."""

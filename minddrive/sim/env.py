@@ -39,6 +39,10 @@ class EmbeddedDriveEnv(DriveEnv):
     def route_record(self) -> dict:
         return self.core.route_record(0)
 
+    def metric_info(self) -> dict[int, dict]:
+        """The ticks driven so far as Bench2Drive's ``metric_info.json`` entries."""
+        return self.core.metric_info(0)
+
     def snapshot(self):
         """The world as a :class:`minddrive.sim.scene.Scene` (what sensors and writers draw)."""
         return self.core.snapshot(0)

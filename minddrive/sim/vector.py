@@ -17,6 +17,7 @@ from minddrive.constants import (COMMAND_LOOKAHEAD, EGO_STATE_DIM, KEY_POINT_SPA
 from minddrive.errors import UserError
 from minddrive.sim import actors as A
 from minddrive.sim.criteria import BLOCKED_SECONDS, RouteCriteria
+from minddrive.sim.metric_info import metric_info_from_trace
 from minddrive.sim.records import route_record, score_penalty
 from minddrive.sim.roads import right_normal, wrap_angle
 from minddrive.sim.scenarios import (ALL_RED, GREEN, LIGHT_PERIOD, SCENARIO_TIMEOUT_TYPES, SCENARIO_TYPES, YELLOW,
@@ -68,6 +69,8 @@ class VecDriveEnv:
         self.walker = np.zeros((W, MAX_ACTORS), bool)           # actors a car does not stop against
         self.worlds: list[ScenarioWorld | None] = [None] * W
         self.meta: list[dict] = [{} for _ in range(W)]
+        # Per world, one (x, y, yaw, ax, ay, yaw_rate) row per tick driven: the route's metric_info.json.
+        self.kinematics: list[list[tuple]] = [[] for _ in range(W)]
         self._calibration = None
 
     # ------------------------------------------------------------------------------------- reset
@@ -126,6 +129,7 @@ class VecDriveEnv:
         self.x[i], self.y[i] = route.points[0]
         self.yaw[i], self.speed[i], self.steer_angle[i] = route.yaw[0], world.ego_speed, 0.0
         self.accel[i], self.yaw_rate[i], self.control[i], self.time[i], self.progress[i] = 0.0, 0.0, 0.0, 0.0, 0.0
+        self.kinematics[i] = []
         # Lights.
         self.light_valid[i] = False
         self.ego_light[i] = -1
@@ -175,6 +179,8 @@ class VecDriveEnv:
         self.steer_angle, self.yaw_rate = keep(steer, self.steer_angle), keep(yaw_rate, 0.0)
         self.control = np.where(live[:, None], controls, self.control)
         self.time = self.time + dt * live
+        for i in np.nonzero(live)[0]:
+            self.kinematics[i].append((self.x[i], self.y[i], self.yaw[i], self.accel[i, 0], self.accel[i, 1], self.yaw_rate[i]))
 
         # 2. Lights, then NPCs (IDM, scripted walkers, hard brakers).
         lights = light_states(self.time, self.light_offset, self.light_group)
@@ -393,6 +399,10 @@ class VecDriveEnv:
                             route_completion=float(c.completion[i]), outside_lanes_percentage=float(c.outside_percentage[i]),
                             failure=c.failure[i], route_length=float(c.route_len[i]), duration_game=float(self.time[i]),
                             duration_system=_time.monotonic() - meta.get("wall_start", _time.monotonic()))
+
+    def metric_info(self, i: int) -> dict[int, dict]:
+        """World ``i``'s ticks as Bench2Drive's ``metric_info.json`` entries (see :mod:`minddrive.sim.metric_info`)."""
+        return metric_info_from_trace(self.kinematics[i])
 
     def route_records(self) -> list[dict]:
         return [self.route_record(i) for i in range(self.num_worlds)]
