@@ -30,6 +30,7 @@ from minddrive.constants import INFRACTION_KEYS, NUM_PATH_POINTS
 from minddrive.errors import UserError
 from minddrive.eval.scoring import infraction_rates
 from minddrive.eval.suite import DEFAULT_SUITE, Suite, SuiteRoute, load_suite
+from minddrive.sim.records import RIG_SENSOR_ICONS
 from minddrive.utils.io import read_json, write_json
 
 RESULT_FILE = "results.json"
@@ -106,7 +107,7 @@ class ResultFile:
             },
             "entry_status": self.entry_status,
             "eligible": finished,
-            "sensors": [],
+            "sensors": list(RIG_SENSOR_ICONS),
             "values": global_values(records, total) if finished else [],
             "labels": list(GLOBAL_LABELS) if finished else [],
             "minddrive": {"suite": self.suite.identity(), "policy": self.policy_id},

@@ -9,7 +9,8 @@ Reading order, top to bottom:
 3. per route    -- the success rule, the scenario type, the leaderboard penalty;
 4. aggregates   -- Driving Score / Success Rate over two denominators, infractions per km
                    (docs/bench2drive.md#per-process-global-record), Driving Efficiency
-                   (docs/bench2drive.md#efficiency), the five abilities (docs/bench2drive.md#abilities).
+                   (docs/bench2drive.md#efficiency), Driving Smoothness from each route's ``metric_info.json``,
+                   the five abilities (docs/bench2drive.md#abilities).
 
 Two denominators (docs/bench2drive.md#driving-score-and-success-rate): Bench2Drive divides DS and SR by the
 size of the route set (220), so a missing route counts as 0; papers usually divide by the routes evaluated. Both are
@@ -17,8 +18,9 @@ always computed. The leaderboard's fields (``status``, infraction lists, ``score
 authoritative; ``num_infractions`` is never read because real files disagree with their lists.
 
 Traffic_Signs: Bench2Drive credits a route that drove ~8 m past its first junction without
-running a red light or stop sign; finding that junction needs the CARLA map. Without it we report
-the strict value (no junction credit), flagged ``traffic_signs_strict``. Given a table of each
+running a red light or stop sign; finding that junction needs the town's map. Without it we report
+the strict value (no junction credit), flagged ``traffic_signs_strict``; ``minddrive sim-eval`` writes
+the table for its routes (``routes/junction_table.json``) and applies it. Given a table of each
 route's ``junction_completion`` (route id -> fraction of the route, precomputed once with CARLA's
 GlobalRoutePlanner) the credit is applied with v0.0.4 or v0.0.3 semantics (docs/bench2drive.md#abilities).
 """
@@ -31,6 +33,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
 
 from minddrive.constants import ABILITIES, ABILITY_NAMES, INFRACTION_KEYS
 from minddrive.errors import UserError
@@ -193,6 +197,69 @@ def route_efficiency(record: Mapping) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+# ---------------------------------------------------------------------------------- smoothness
+#: efficiency_smoothness_benchmark.py's comfort bounds (nuPlan's): acceleration m/s^2, jerk m/s^3, yaw rad/s(^2)
+COMFORT_BOUNDS = dict(lon_accel=(-4.05, 2.40), lat_accel=(-4.89, 4.89), jerk=(-8.37, 8.37), lon_jerk=(-4.13, 4.13),
+                      yaw_accel=(-1.93, 1.93), yaw_rate=(-0.95, 0.95))
+SMOOTHNESS_SEGMENT = 20         # ticks per judged segment
+SMOOTHNESS_WINDOW, SMOOTHNESS_POLY, SMOOTHNESS_DT = 7, 2, 0.1
+
+
+def segment_comfortable(series: Mapping[str, Any]) -> bool:
+    """One segment within every comfort bound, the tool's way.
+
+    Savitzky-Golay smoothing (window 7, order 2) of the longitudinal and lateral acceleration (world
+    acceleration onto the forward / right vectors, x-y only), of its magnitude and of the z angular
+    velocity (unwrapped); jerks are the filter's first derivative over 0.1 s. As in the tool, the
+    "yaw acceleration" is the smoothed angular velocity itself (not its derivative), and the angular
+    velocity is compared with rad/s bounds as the file holds it (CARLA writes deg/s).
+    """
+    from scipy.signal import savgol_filter
+
+    acc = np.asarray(series["acceleration"], dtype=np.float64)[:, :2]
+    forward = np.asarray(series["forward_vector"], dtype=np.float64)[:, :2]
+    right = np.asarray(series["right_vector"], dtype=np.float64)[:, :2]
+    yaw_rate = np.asarray(series["angular_velocity"], dtype=np.float64)[:, 2]
+    window = min(SMOOTHNESS_WINDOW, len(acc))
+    if SMOOTHNESS_POLY >= window:
+        raise UserError(f"smoothness: a segment of {len(acc)} ticks is too short for the filter")
+    yaw_rate = yaw_rate - 2 * np.pi * np.concatenate([[0.0], np.cumsum(np.round(np.diff(yaw_rate) / (2 * np.pi)))])
+    smooth = lambda v, **kw: savgol_filter(v, window_length=window, polyorder=SMOOTHNESS_POLY, axis=-1, **kw)  # noqa: E731
+    lon, lat = smooth(np.einsum("ij,ij->i", acc, forward)), smooth(np.einsum("ij,ij->i", acc, right))
+    magnitude = smooth(np.hypot(acc[:, 0], acc[:, 1]))
+    values = dict(lon_accel=lon, lat_accel=lat, jerk=smooth(magnitude, deriv=1, delta=SMOOTHNESS_DT),
+                  lon_jerk=smooth(lon, deriv=1, delta=SMOOTHNESS_DT), yaw_accel=smooth(yaw_rate), yaw_rate=smooth(yaw_rate))
+    return all(bool(np.all((v > COMFORT_BOUNDS[k][0]) & (v < COMFORT_BOUNDS[k][1]))) for k, v in values.items())
+
+
+def route_smoothness(series: Mapping[str, Any]) -> float:
+    """Fraction of a route's full 20-tick segments that are comfortable (a route of <= 20 ticks: one segment)."""
+    n = len(series["angular_velocity"])
+    if n <= SMOOTHNESS_SEGMENT:
+        return float(segment_comfortable(series))
+    judged = [segment_comfortable({k: np.asarray(v)[start:start + SMOOTHNESS_SEGMENT] for k, v in series.items()})
+              for start in range(0, n - SMOOTHNESS_SEGMENT + 1, SMOOTHNESS_SEGMENT)]
+    return sum(judged) / len(judged)
+
+
+def smoothness_of_records(records: Sequence[Mapping], metric_dir: str | os.PathLike) -> tuple[float | None, list[str]]:
+    """Driving Smoothness (0-100): the mean route smoothness over records with ``metric_dir/<save_name>/metric_info.json``."""
+    from minddrive.sim.metric_info import METRIC_INFO_FILE, read_metric_info
+
+    values, missing = [], []
+    for record in records:
+        path = Path(metric_dir) / str(record.get("save_name")) / METRIC_INFO_FILE
+        if not path.is_file():
+            missing.append(record["route_id"])
+            continue
+        series = read_metric_info(path)
+        if len(series["angular_velocity"]) == 0:
+            missing.append(record["route_id"])
+            continue
+        values.append(route_smoothness(series))
+    return (100.0 * sum(values) / len(values) if values else None), missing
+
+
 # ------------------------------------------------------------------------------------ aggregates
 @dataclass
 class ScoreReport:
@@ -221,6 +288,8 @@ class ScoreReport:
     status_counts: dict[str, int]
     successful_route_ids: list[str]
     missing_route_ids: list[str] = field(default_factory=list)  # known only with a route file
+    smoothness: float | None = None      # Driving Smoothness, 0-100; None without metric_info.json files
+    smoothness_routes: int = 0           # routes whose metric_info.json entered it
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -230,7 +299,7 @@ class ScoreReport:
 def score_records(records: Sequence[Mapping], expected: int | None = None,
                   route_types: Mapping[str, str] | None = None,
                   junction_completion: Mapping[str, float] | None = None,
-                  traffic_signs_version: str = "0.0.4") -> ScoreReport:
+                  traffic_signs_version: str = "0.0.4", metric_dir: str | os.PathLike | None = None) -> ScoreReport:
     """Score in-memory route records (the leaderboard ``RouteRecord`` dicts, docs/bench2drive.md#result-files).
 
     ``expected``: size of the route set for the official denominator (default: the routes
@@ -238,7 +307,8 @@ def score_records(records: Sequence[Mapping], expected: int | None = None,
     (:func:`read_route_types`); it also fixes the route set, so records of other routes are
     skipped and ``expected`` defaults to its size. ``junction_completion``: route id -> fraction
     of the route ~8 m past its first junction, enabling Traffic_Signs junction credit with
-    ``traffic_signs_version`` semantics. Unusable records are skipped with a warning in
+    ``traffic_signs_version`` semantics. ``metric_dir``: the folder holding ``<save_name>/metric_info.json``
+    per route, for Driving Smoothness. Unusable records are skipped with a warning in
     ``report.warnings``; nothing usable is a UserError.
     """
     records, warnings = validate_records(records)
@@ -272,6 +342,10 @@ def score_records(records: Sequence[Mapping], expected: int | None = None,
         ability_counts["Traffic_Signs"] = traffic_signs_with_junction_credit(
             records, types, junction_completion, traffic_signs_version)
     abilities = {name: (100.0 * s / d if d else None) for name, (s, d) in ability_counts.items()}
+    smoothness, no_metric_info = smoothness_of_records(records, metric_dir) if metric_dir is not None else (None, [])
+    if no_metric_info and smoothness is not None:   # none at all: a run without SAVE_PATH files, reported n/a
+        warnings.append(f"{len(no_metric_info)} routes without metric_info.json left out of Driving Smoothness "
+                        f"(e.g. {no_metric_info[0]})")
     statuses: dict[str, int] = {}
     for r in records:
         statuses[r["status"]] = statuses.get(r["status"], 0) + 1
@@ -301,6 +375,8 @@ def score_records(records: Sequence[Mapping], expected: int | None = None,
         successful_route_ids=[r["route_id"] for r in successes],
         missing_route_ids=missing_ids,
         warnings=warnings,
+        smoothness=smoothness,
+        smoothness_routes=len(records) - len(no_metric_info) if smoothness is not None else 0,
     )
 
 
@@ -367,15 +443,23 @@ def read_junction_table(path: str | os.PathLike) -> dict[str, float]:
 
 
 def score_path(path: str | os.PathLike, expected: int | None = None, routes_xml: str | os.PathLike | None = None,
-               junction_table: str | os.PathLike | None = None, traffic_signs_version: str = "0.0.4") -> ScoreReport:
-    """Load a result file or folder and score it (``minddrive score``)."""
+               junction_table: str | os.PathLike | None = None, traffic_signs_version: str = "0.0.4",
+               metric_dir: str | os.PathLike | None = None) -> ScoreReport:
+    """Load a result file or folder and score it (``minddrive score``).
+
+    Driving Smoothness reads ``metric_dir/<save_name>/metric_info.json`` (default: the result's folder,
+    where the leaderboard's ``SAVE_PATH`` and ``minddrive eval`` / ``sim-eval`` put them).
+    """
+    if metric_dir is None:
+        metric_dir = path if Path(path).is_dir() else Path(path).parent
     route_types = read_route_types(routes_xml) if routes_xml is not None else None
     junctions = read_junction_table(junction_table) if junction_table is not None else None
     return score_records(load_records(path), expected=expected, route_types=route_types,
-                         junction_completion=junctions, traffic_signs_version=traffic_signs_version)
+                         junction_completion=junctions, traffic_signs_version=traffic_signs_version,
+                         metric_dir=metric_dir)
 
 
 __all__ = ["OFFICIAL_ROUTE_COUNT", "ScoreReport", "load_records", "read_route_types", "validate_records",
            "route_succeeded", "route_number", "scenario_type_of", "recompute_route_scores", "route_efficiency",
-           "infraction_rates", "ability_success_counts", "traffic_signs_with_junction_credit", "read_junction_table",
+           "infraction_rates", "ability_success_counts", "route_smoothness", "smoothness_of_records", "traffic_signs_with_junction_credit", "read_junction_table",
            "score_records", "score_path"]

@@ -25,13 +25,17 @@ def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
     parser.add_argument("--junction-table", metavar="FILE.json",
                         help="route id -> junction_completion (precomputed with CARLA's map): "
                              "applies Bench2Drive's Traffic_Signs junction credit instead of the strict value")
+    parser.add_argument("--metric-dir", metavar="DIR",
+                        help="folder of <save_name>/metric_info.json per route, for Driving Smoothness "
+                             "(default: the result's folder)")
     parser.add_argument("--ts-version", choices=("0.0.3", "0.0.4"), default="0.0.4",
                         help="junction-credit semantics with --junction-table (default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
     report = score_path(args.result, expected=args.expected, routes_xml=args.routes,
-                        junction_table=args.junction_table, traffic_signs_version=args.ts_version)
+                        junction_table=args.junction_table, traffic_signs_version=args.ts_version,
+                        metric_dir=args.metric_dir)
     for warning in report.warnings:
         print(f"minddrive score: warning: {warning}", file=sys.stderr)
     if args.output:
@@ -52,6 +56,8 @@ def format_report(report: ScoreReport, title: str = "") -> str:
         official_ds = official_sr = official_rc = ""
     efficiency = ("n/a (no min-speed checkpoints)" if r.efficiency is None
                   else f"{r.efficiency:.2f} (mean over {r.efficiency_routes} routes with min-speed checkpoints)")
+    smoothness = ("n/a (no metric_info.json)" if r.smoothness is None
+                  else f"{r.smoothness:.2f} (mean over {r.smoothness_routes} routes' metric_info.json)")
     penalty = "n/a" if r.infraction_penalty_evaluated is None else f"{r.infraction_penalty_evaluated:.4f}"
     lines = [
         f"Bench2Drive closed-loop score{': ' + title if title else ''}",
@@ -60,6 +66,7 @@ def format_report(report: ScoreReport, title: str = "") -> str:
         f"  Route completion   {r.route_completion_evaluated:6.2f} {evaluated}{official_rc}",
         f"  Infraction penalty  {penalty} (mean over evaluated routes)",
         f"  Driving Efficiency  {efficiency}",
+        f"  Driving Smoothness  {smoothness}",
         "  Status              " + ", ".join(f"{status} {count}" for status, count in r.status_counts.items()),
     ]
     if r.missing_route_ids:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import Any, Callable
 
 import numpy as np
 
@@ -49,7 +50,9 @@ def constant_policy(obs: dict) -> np.ndarray:
     return np.array([0.0, 0.5 if obs["ego_state"][0] < CONSTANT_SPEED else 0.0, 0.0])
 
 
-def drive_routes(routes: list[dict], policy: str, progress: bool = True) -> list[dict]:
+def drive_routes(routes: list[dict], policy: str, progress: bool = True,
+                 on_route_end: Callable[[dict, Any, dict], None] | None = None) -> list[dict]:
+    """Drive each route with a built-in policy; ``on_route_end(route, env, record)`` sees the finished world."""
     from tqdm import tqdm
 
     from minddrive.sim.env import EmbeddedDriveEnv
@@ -68,6 +71,8 @@ def drive_routes(routes: list[dict], policy: str, progress: bool = True) -> list
             obs, _, terminated, truncated, _ = env.step(control)
             done = terminated or truncated
         records.append(env.route_record())
+        if on_route_end is not None:
+            on_route_end(route, env, records[-1])
     return records
 
 

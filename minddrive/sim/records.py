@@ -13,6 +13,10 @@ from minddrive.constants import INFRACTION_KEYS
 from minddrive.penalty import penalty_product, route_scores
 
 STATUS_COMPLETED, STATUS_PERFECT, STATUS_FAILED = "Completed", "Perfect", "Failed"
+#: the leaderboard's ``sensors`` field (``sensors_to_icons`` of the agent's rig): six RGB cameras, IMU, GNSS, speedometer
+RIG_SENSOR_ICONS = ["carla_camera"] * 6 + ["carla_imu", "carla_gnss", "carla_speedometer"]
+#: the time suffix the leaderboard evaluator ends each ``save_name`` with
+SAVE_NAME_TIME_FORMAT = "%m_%d_%H_%M_%S"
 FAIL_MESSAGES = {"route_timeout": "Agent timed out", "route_dev": "Agent deviated from the route",
                  "vehicle_blocked": "Agent got blocked", "tick_limit": "TickRuntime"}
 
@@ -54,6 +58,13 @@ def route_record(*, index: int, route_id: str, scenario_name: str, weather_id: i
     }
 
 
+def save_name(route_id: str, town: str, scenario_name: str, weather_id, when=None) -> str:
+    """``<route_id>_<town>_<scenario_name>_<weather_id>_<month_day_hour_min_sec>``, as the leaderboard names a route's folder."""
+    from datetime import datetime
+
+    return f"{route_id}_{town}_{scenario_name}_{weather_id}_{(when or datetime.now()).strftime(SAVE_NAME_TIME_FORMAT)}"
+
+
 def checkpoint(records: list[dict], total: int | None = None) -> dict:
     """A raw leaderboard checkpoint (docs/bench2drive.md#result-files) holding ``records``.
 
@@ -64,7 +75,7 @@ def checkpoint(records: list[dict], total: int | None = None) -> dict:
                         "records": records},
         "entry_status": "Finished",
         "eligible": True,
-        "sensors": [],
+        "sensors": list(RIG_SENSOR_ICONS),
         "values": [],
         "labels": [],
     }
