@@ -8,7 +8,7 @@ What is measured, per size, through the trainer's own pieces (``minddrive.train.
 ``init_distributed``, ``freeze_parameters_without_grad``, ``wrap_model``, the ``Engine``'s ``no_sync``/``backward``/``step``):
 
 * IL step: real-shape stage-3 step; 0.5B under DDP, 3B under FSDP configured as ZeRO-2 and, for comparison,
-  as full sharding (``STRATEGIES``; DeepSpeed is not installable on the device image). Every optimiser step is
+  as full sharding (``STRATEGIES``; DeepSpeed ZeRO-2 by name). Every optimiser step is
   timed on its own after ``--warmup`` untimed ones; samples/s comes from the median step, min/max are kept.
   The global batch is fixed: ``--micro-batches`` M micro-batches of B samples per optimiser step. A run
   with N processes gives each rank M/N of them and accumulates over those (``no_sync`` on all but the
@@ -79,6 +79,8 @@ STRATEGIES = {
                        sync_module_states=True, forward_prefetch=True, backward_prefetch="BACKWARD_PRE"),
     # Runs 2-3's setting (ZeRO-3 over everything, frozen base included): all-gathers the whole model per pass.
     "fsdp_full": dict(type="fsdp", sharding_strategy="FULL_SHARD", wrap_modules=WRAP_MODULES, sync_module_states=True),
+    # DeepSpeed ZeRO-2 (the 3B configs' strategy): needs the deepspeed extra; bf16 weights on a GPU.
+    "deepspeed_zero2": dict(type="deepspeed", zero_stage=2),
 }
 # fsdp_zero2 is opt-in (--strategy fsdp_zero2): on 2x H100 (run 4) its first backward fails inside FSDP
 # ("changing the parameters between forward and backward for SHARD_GRAD_OP"; it passes on CPU/gloo) and
@@ -96,7 +98,7 @@ def strategies_for(size: str, requested: str) -> list[str]:
 
 def il_attempt(model, spec, image_size, info, strategy: dict, batch_size: int, checkpointing: bool,
                micro_batches: int, warmup: int, steps: int, seed: int, no_sync_steps: int = 0,
-               graphs: bool = False) -> dict:
+               graphs: bool = False, wrap_single: bool = False) -> dict:
     """One (batch, checkpointing) configuration: warm-up steps, then ``steps`` timed optimiser steps, each
     timed on its own (device synchronised and ranks at a barrier before it; the slowest rank's time counts).
 
@@ -111,7 +113,7 @@ def il_attempt(model, spec, image_size, info, strategy: dict, batch_size: int, c
                                 mode="reduce-overhead" if info.device.type == "cuda" else None)
         try:
             return _il_attempt(model, spec, image_size, info, strategy, batch_size, checkpointing, micro_batches,
-                               warmup, steps, seed, no_sync_steps, graphs)
+                               warmup, steps, seed, no_sync_steps, graphs, wrap_single)
         finally:
             if graphs:
                 acc.decompile_regions(model)
@@ -120,7 +122,8 @@ def il_attempt(model, spec, image_size, info, strategy: dict, batch_size: int, c
 
 
 def _il_attempt(model, spec, image_size, info, strategy: dict, batch_size: int, checkpointing: bool,
-                micro_batches: int, warmup: int, steps: int, seed: int, no_sync_steps: int, graphs: bool) -> dict:
+                micro_batches: int, warmup: int, steps: int, seed: int, no_sync_steps: int, graphs: bool,
+                wrap_single: bool = False) -> dict:
     from minddrive.train.distributed import freeze_parameters_without_grad, mean_across_ranks, wrap_model
     from minddrive.train.trainer import total_loss
 
@@ -139,7 +142,7 @@ def _il_attempt(model, spec, image_size, info, strategy: dict, batch_size: int, 
 
     frozen = freeze_parameters_without_grad(model, probe) if not strategy.get("find_unused_parameters") else []
     engine = wrap_model(model, gb.make_optimizer, info, dict(strategy), grad_clip=35.0, accumulate=accumulate,
-                        batch_size=batch_size)
+                        batch_size=batch_size, wrap_single=wrap_single)
     engine.cuda_graphed = graphs and device.type == "cuda"  # as the trainer sets it
     try:
         losses, step_s, fwd_bwd_s, no_sync_s = [], [], [], []
@@ -207,11 +210,12 @@ def bench_il(spec, info, args, strategy: dict, setup: tuple[int, bool] | None, k
         # The model must start every attempt from the same weights: rebuild after a failed one.
         try:
             out = il_attempt(model, spec, image_size, info, strategy, batch_size, checkpointing, micro_batches,
-                             args.warmup, args.steps, args.seed, no_sync_steps, graphs=args.graphs)
+                             args.warmup, args.steps, args.seed, no_sync_steps, graphs=args.graphs,
+                             wrap_single=args.wrap_single)
             # DDP and the bare model leave the module's parameters whole: the PPO part reuses the model.
-            if strategy["type"] == "ddp" or not info.is_distributed:
+            if strategy["type"] == "ddp" or not (info.is_distributed or args.wrap_single):
                 keep.update(model=model, image_size=image_size)
-            return dict(out, strategy=describe(strategy, info), model=build, oom_attempts=tried,
+            return dict(out, strategy=describe(strategy, info, args.wrap_single), model=build, oom_attempts=tried,
                         regions_graphed=args.graphs)
         except Exception as exc:
             if not gb.is_out_of_memory(exc):
@@ -272,14 +276,14 @@ def bench_ppo(spec, info, args, keep: dict) -> dict:
                 loss=round(metrics["loss"], 5))
 
 
-def describe(strategy: dict, info) -> dict:
-    """The strategy as JSON; with one process every strategy is the bare model."""
-    if not info.is_distributed:
+def describe(strategy: dict, info, wrap_single: bool = False) -> dict:
+    """The strategy as JSON; with one process every strategy is the bare model unless ``--wrap-single``."""
+    if not info.is_distributed and not wrap_single:
         return dict(type="none (1 process, bare model)")
     out = dict(strategy)
     if out["type"] == "ddp":
         out.setdefault("gradient_as_bucket_view", True)  # wrap_model's defaults
-    else:
+    elif out["type"] == "fsdp":
         out.update(use_orig_params=True, limit_all_gathers=out.get("limit_all_gathers", True))
     return out
 
@@ -313,7 +317,7 @@ def run(args) -> int:
         entry: dict[str, Any] = {}
         results["sizes"][size] = entry
         names = strategies_for(size, args.strategy)
-        if not info.is_distributed:
+        if not info.is_distributed and not args.wrap_single:
             names = names[:1]  # one process: the bare model whatever the strategy, measured once
         keep: dict[str, Any] = {}
         for i, name in enumerate(names):
@@ -324,6 +328,8 @@ def run(args) -> int:
                                                               setups.get(size), keep), info.device)
             if result is not None:
                 result["strategy_name"] = name
+            if args.wrap_single and not info.is_distributed:
+                entry["strategies_at_world_size_1"] = wrappers_side_by_side(entry, names)
             save()
         if not args.skip_ppo and any(STRATEGIES[n]["type"] == "ddp" for n in names):
             gb.guarded(entry, "ppo", lambda: bench_ppo(spec, info, args, keep), info.device)
@@ -334,6 +340,23 @@ def run(args) -> int:
         print(f"wrote {out_path}")
     shutdown_distributed()
     return 0
+
+
+def wrappers_side_by_side(entry: dict, names: list[str]) -> dict:
+    """Per strategy measured so far: median step, peak memory and the largest relative loss difference from the
+    first strategy's losses (same data and seeds; bf16 DeepSpeed against fp32-master autocast differs by rounding)."""
+    parts = {name: entry.get("il_step" if i == 0 else f"il_step_{name}") for i, name in enumerate(names)}
+    first = parts[names[0]]
+    out = {}
+    for name, row in parts.items():
+        if not row or "error" in row:
+            out[name] = dict(error=(row or {}).get("error", "not run"))
+            continue
+        rel = [abs(x - y) / max(abs(x), 1e-8) for x, y in zip(first.get("losses", []), row["losses"])] \
+            if first and "losses" in first else []
+        out[name] = dict(step_ms_median=row["step_ms"]["median"], peak_mem_gib=row["peak_mem_gib_max_rank"],
+                         losses=row["losses"], max_rel_loss_diff_vs_first=max(rel) if rel else None)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -427,6 +450,9 @@ def parse_args(argv=None):
     parser.add_argument("--graphs", action="store_true",
                         help="IL step as the 0.5B stage-3 config trains: regions compiled and CUDA-graphed "
                              "(train_cfg.compile), frozen LLM weights in bf16")
+    parser.add_argument("--wrap-single", action="store_true",
+                        help="with 1 process (torchrun --nproc_per_node=1): wrap the model in every --strategy "
+                             "anyway and report them side by side (the wrappers' own time and memory)")
     parser.add_argument("--skip-ppo", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="work_dirs/multi_gpu_bench")

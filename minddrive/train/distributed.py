@@ -151,14 +151,16 @@ class DeepSpeedEngine(Engine):
 
 
 def wrap_model(model: nn.Module, make_optimizer: Callable[[nn.Module], torch.optim.Optimizer], info: DistInfo,
-               strategy: dict | None, grad_clip: float | None, accumulate: int, batch_size: int) -> Engine:
+               strategy: dict | None, grad_clip: float | None, accumulate: int, batch_size: int,
+               wrap_single: bool = False) -> Engine:
     """Wrap by ``strategy=dict(type="ddp"|"fsdp"|"deepspeed", ...)``; single-process runs stay bare.
 
     ``make_optimizer(module)`` is called on the module whose parameters the optimiser must hold
     (the wrapped one for FSDP, which re-creates parameters as views of its flat shards).
     DDP keys are passed to ``DistributedDataParallel`` over these defaults: gradients as views of the
     all-reduce buckets (no copy, one gradient-sized buffer less) and ``bucket_cap_mb`` from the trainable
-    size (:func:`ddp_bucket_cap_mb`). FSDP keys: see :func:`fsdp_options`.
+    size (:func:`ddp_bucket_cap_mb`). FSDP keys: see :func:`fsdp_options`. ``wrap_single``: wrap a 1-process
+    group too (benchmarks comparing the wrappers' own costs at world size 1).
     """
     strategy = dict(strategy or {"type": "ddp"})
     kind = strategy.pop("type", "ddp")
@@ -166,7 +168,7 @@ def wrap_model(model: nn.Module, make_optimizer: Callable[[nn.Module], torch.opt
         return _wrap_deepspeed(model, make_optimizer(model), info, strategy, grad_clip, accumulate, batch_size)
     if kind not in ("ddp", "fsdp"):
         raise UserError(f"strategy.type: unknown {kind!r}; expected one of: ddp, fsdp, deepspeed")
-    if not info.is_distributed:
+    if not info.is_distributed and not (wrap_single and dist.is_initialized()):
         return Engine(model, model, make_optimizer(model), grad_clip, accumulate)
     if kind == "ddp":
         ids = [info.device.index] if info.device.type == "cuda" else None
@@ -266,7 +268,26 @@ def freeze_parameters_without_grad(model: nn.Module, probe: Callable[[], torch.T
     return [name for name, _ in unused]
 
 
+def deepspeed_stage(options: dict) -> int:
+    """``strategy.zero_stage`` checked (``strategy`` keys for DeepSpeed: ``zero_stage``, ``config``).
+
+    Stage 3 is refused: it partitions the parameters themselves, and the trainer's checkpoints read the bare
+    module's weights and the optimiser's ``state_dict`` (on the 2-process CPU run the first checkpoint fails
+    with a KeyError in ``Optimizer.state_dict``). FSDP ``FULL_SHARD`` is the ZeRO-3 route."""
+    unknown = sorted(set(options) - {"type", "zero_stage", "config"})
+    if unknown:
+        raise UserError(f"strategy: unknown keys {unknown} for type='deepspeed'; expected zero_stage, config")
+    stage = options.get("zero_stage", 2)
+    if stage == 3:
+        raise UserError("strategy.zero_stage=3: the trainer's checkpoints cannot gather ZeRO-3's partitioned "
+                        "parameters; use zero_stage 1 or 2, or strategy.type='fsdp' (FULL_SHARD)")
+    if stage not in (0, 1, 2):
+        raise UserError(f"strategy.zero_stage: expected 0, 1 or 2, got {stage!r}")
+    return stage
+
+
 def _wrap_deepspeed(model, optimizer, info, options, grad_clip, accumulate, batch_size) -> Engine:
+    stage = deepspeed_stage(options)
     try:
         import deepspeed  # imported only when selected: it is an optional extra
     except ImportError:
@@ -275,7 +296,7 @@ def _wrap_deepspeed(model, optimizer, info, options, grad_clip, accumulate, batc
         "train_micro_batch_size_per_gpu": batch_size,
         "gradient_accumulation_steps": accumulate,
         "gradient_clipping": grad_clip or 0.0,
-        "zero_optimization": {"stage": options.pop("zero_stage", 2), "overlap_comm": True,
+        "zero_optimization": {"stage": stage, "overlap_comm": True,
                               "contiguous_gradients": True},
         "bf16": {"enabled": info.device.type == "cuda"},
     }
