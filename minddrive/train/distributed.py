@@ -298,7 +298,11 @@ def _wrap_deepspeed(model, optimizer, info, options, grad_clip, accumulate, batc
         "gradient_clipping": grad_clip or 0.0,
         "zero_optimization": {"stage": stage, "overlap_comm": True,
                               "contiguous_gradients": True},
-        "bf16": {"enabled": info.device.type == "cuda"},
+        # The trainer's bf16 autocast, as under DDP/FSDP: DeepSpeed switches an outer autocast off inside its
+        # forward unless its own torch_autocast section asks for it, and its "bf16" section would instead cast
+        # the weights (float32 inputs then meet bf16 weights). Gradients are reduced in float32 as under DDP.
+        "torch_autocast": {"enabled": info.device.type == "cuda", "dtype": "bfloat16",
+                           "lower_precision_safe_modules": []},
     }
     ds_config.update(options.pop("config", {}))
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config)
