@@ -26,7 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
     parser.add_argument("--out", default=None,
                         help=f"output folder for {RESULT_FILE} (leaderboard format) and {SCORE_FILE}; an existing "
                              "one is resumed (default: work_dirs/eval/<suite>_<policy or ckpt name>)")
-    parser.add_argument("--limit", type=int, default=None, help="evaluate only the suite's first N routes")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="evaluate only the suite's first N routes (a smaller N than before reports that subset)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="move an --out of another run (checkpoint, config, suite) aside and start afresh")
     parser.add_argument("--cfg-options", nargs="+", metavar="KEY=VALUE", help="override config keys")
     parser.add_argument("--json", action="store_true", help="print the score report as JSON instead of the table")
 
@@ -48,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     name = args.policy or (Path(args.ckpt).name if args.ckpt else "model")
     out = args.out or f"work_dirs/eval/{Path(args.suite).stem}_{name}"
     score = evaluate(cfg, ckpt=args.ckpt, suite=args.suite, workers=args.workers, out=out, policy=args.policy,
-                     limit=args.limit, progress=not args.json)
+                     limit=args.limit, progress=not args.json, overwrite=args.overwrite)
     for warning in score["warnings"]:
         print(f"minddrive eval: warning: {warning}", file=sys.stderr)
     if args.json:

@@ -31,7 +31,7 @@ from minddrive.errors import UserError
 from minddrive.eval.scoring import infraction_rates
 from minddrive.eval.suite import DEFAULT_SUITE, Suite, SuiteRoute, load_suite
 from minddrive.sim.records import RIG_SENSOR_ICONS
-from minddrive.utils.io import read_json, write_json
+from minddrive.utils.io import claim_dir, read_json, write_json
 
 RESULT_FILE = "results.json"
 SCORE_FILE = "score.json"
@@ -56,48 +56,68 @@ DriveFn = Callable[[list[SuiteRoute], Callable[[SuiteRoute, dict], None]], None]
 
 # ----------------------------------------------------------------------------------- result file
 class ResultFile:
-    """The leaderboard checkpoint JSON of one evaluation, kept in suite order and written atomically."""
+    """The leaderboard checkpoint JSON of one evaluation, kept in suite order and written atomically.
 
-    def __init__(self, path: Path, suite: Suite, policy_id: str):
+    It holds every finished route of ``suite`` ever driven into it; ``wanted`` (a prefix, from
+    ``--limit``) is what this call drives and scores, so a smaller limit reports a subset and keeps
+    the other routes' records.
+    """
+
+    def __init__(self, path: Path, suite: Suite, policy_id: str, identity: dict | None = None,
+                 wanted: Suite | None = None):
         self.path = path
         self.suite = suite
+        self.wanted = wanted or suite
         self.policy_id = policy_id
+        self.identity = identity or {}
         self.records: dict[str, dict] = {}   # route_id -> record
         self.entry_status = "Started"
+        self.prefix = len(self.wanted.routes)  # the longest prefix asked for so far: the file's total
 
     @classmethod
-    def open(cls, path: Path, suite: Suite, policy_id: str) -> "ResultFile":
-        """Start a new file, or resume one written by the same suite and policy."""
-        result = cls(path, suite, policy_id)
+    def open(cls, path: Path, suite: Suite, policy_id: str, identity: dict | None = None,
+             wanted: Suite | None = None) -> "ResultFile":
+        """Start a new file, or resume one written by the same suite, policy and identity."""
+        result = cls(path, suite, policy_id, identity, wanted)
         if not path.is_file():
             return result
         data = read_json(path)
-        meta = data.get("minddrive", {})
+        meta = data.get("minddrive", {}) if isinstance(data, dict) else {}
+        if not isinstance(meta, dict) or not isinstance(data.get("_checkpoint", {}).get("records", []), list):
+            raise UserError(f"{path}: not a results file of 'minddrive eval' (no minddrive/_checkpoint keys); "
+                            "use another --out")
         if meta.get("suite", {}).get("sha256") != suite.sha256:
             raise UserError(f"{path}: holds results of suite {meta.get('suite')}, not {suite.identity()}; "
                             "use another --out")
         if meta.get("policy") != policy_id:
             raise UserError(f"{path}: holds results of policy {meta.get('policy')!r}, not {policy_id!r}; "
                             "use another --out")
-        wanted = set(suite.route_ids)
+        for key, value in result.identity.items():
+            if meta.get("identity", {}).get(key, value) != value:
+                raise UserError(f"{path}: holds results of another {key} ({meta['identity'][key]}, now {value}); "
+                                "use another --out, or --overwrite to move the old folder aside")
+        known = set(suite.route_ids)
         for record in data.get("_checkpoint", {}).get("records", []):
-            if record.get("route_id") in wanted and record.get("status") not in RERUN_STATUSES:
+            if not isinstance(record, dict) or "scores" not in record:
+                raise UserError(f"{path}: a record without scores ({str(record)[:60]}); the file is damaged")
+            if record.get("route_id") in known and record.get("status") not in RERUN_STATUSES:
                 result.records[record["route_id"]] = record
+        result.prefix = max(result.prefix, int(meta.get("prefix") or 0))
         return result
 
     def pending(self) -> list[SuiteRoute]:
-        return [r for r in self.suite.routes if r.route_id not in self.records]
+        return [r for r in self.wanted.routes if r.route_id not in self.records]
 
     def add(self, route: SuiteRoute, record: dict) -> None:
         self.records[route.route_id] = record
         self.write()
 
-    def ordered_records(self) -> list[dict]:
-        return [self.records[r] for r in self.suite.route_ids if r in self.records]
+    def ordered_records(self, suite: Suite | None = None) -> list[dict]:
+        return [self.records[r] for r in (suite or self.suite).route_ids if r in self.records]
 
     def write(self) -> None:
         records = self.ordered_records()
-        total = len(self.suite.routes)
+        total = min(self.prefix, len(self.suite.routes))
         finished = self.entry_status == "Finished"
         write_json(self.path, {
             "_checkpoint": {
@@ -110,11 +130,14 @@ class ResultFile:
             "sensors": list(RIG_SENSOR_ICONS),
             "values": global_values(records, total) if finished else [],
             "labels": list(GLOBAL_LABELS) if finished else [],
-            "minddrive": {"suite": self.suite.identity(), "policy": self.policy_id},
+            "minddrive": {"suite": self.suite.head(total).identity(), "policy": self.policy_id,
+                          "identity": self.identity, "prefix": total},
         })
 
     def finish(self) -> None:
-        self.entry_status = "Finished" if not self.pending() else "Crashed"
+        total = min(self.prefix, len(self.suite.routes))
+        done = all(r in self.records for r in self.suite.route_ids[:total])
+        self.entry_status = "Finished" if done else "Crashed"
         self.write()
 
 
@@ -288,25 +311,35 @@ def policy_driver(cfg: Any, ckpt: str | None, policy: str | None, workers: int) 
 
 def evaluate(cfg: Any, ckpt: str | None = None, suite: str | Suite = DEFAULT_SUITE, workers: int = 1,
              out: str | os.PathLike = "work_dirs/eval", policy: str | None = None, limit: int | None = None,
-             drive: DriveFn | None = None, progress: bool = True):
+             drive: DriveFn | None = None, progress: bool = True, overwrite: bool = False):
     """Evaluate a checkpoint (or a built-in policy) on ``suite``; resumable; returns the score dict.
 
     The dict is ``OUT/score.json``: ``ScoreReport.to_dict()`` (what ``minddrive score --json``
     prints) plus ``suite`` (name, version, sha256, routes) and ``policy``. ``workers`` is the number
     of simulator worlds driven side by side (one batched policy call per decision tick).
     ``limit`` evaluates only the suite's first routes (quick runs); the score's official
-    denominator is then that prefix. ``drive`` replaces the PolicyDriver (tests, other backends).
+    denominator is then that prefix; routes driven earlier beyond it stay in the results file.
+    ``drive`` replaces the PolicyDriver (tests, other backends).
+
+    ``out`` is this evaluation's own folder: its owner record names the suite, the policy, the
+    checkpoint's content and the config's content (``run_identity``); a folder of another run, or one
+    not written by ``eval``, is refused in one line (moved aside with ``overwrite``).
     """
     from minddrive.eval.scoring import score_records
 
     if workers < 1:
         raise UserError(f"--workers {workers}: expected at least 1")
+    if limit is not None and limit < 0:
+        raise UserError(f"--limit {limit}: expected a positive number of routes")
     policy_id = policy_identity(ckpt, policy)
-    suite = (suite if isinstance(suite, Suite) else load_suite(suite)).head(limit)
+    full = suite if isinstance(suite, Suite) else load_suite(suite)
+    suite = full.head(limit)
     out = Path(out)
-    results = ResultFile.open(out / RESULT_FILE, suite, policy_id)
+    identity = run_identity(cfg, ckpt, policy, full)
+    claim_dir(out, "eval", identity, overwrite=overwrite)
+    results = ResultFile.open(out / RESULT_FILE, full, policy_id, identity, wanted=suite)
     pending = results.pending()
-    index_of = {r.route_id: i for i, r in enumerate(suite.routes)}
+    index_of = {r.route_id: i for i, r in enumerate(full.routes)}
     if pending:
         drive = drive or policy_driver(cfg, ckpt, policy, workers)
         bar = _progress_bar(len(suite.routes), len(suite.routes) - len(pending), progress)
@@ -330,10 +363,38 @@ def evaluate(cfg: Any, ckpt: str | None = None, suite: str | Suite = DEFAULT_SUI
     if still_pending:
         raise UserError(f"{results.path}: {len(still_pending)} routes were not driven (e.g. "
                         f"{still_pending[0].route_id}); re-run the same command to resume")
-    report = score_records(results.ordered_records(), expected=len(suite.routes))
-    score = dict(report.to_dict(), suite=suite.identity(), policy=policy_id)
+    records = results.ordered_records(suite)
+    report = score_records(records, expected=len(suite.routes))
+    score = dict(report.to_dict(), suite=suite.identity(), policy=policy_id,
+                 failure_reasons=failure_reasons(records))
+    if score["failure_reasons"]:
+        score["warnings"] = list(score["warnings"]) + [
+            f"{count} routes failed: {reason}" for reason, count in score["failure_reasons"].items()]
     write_json(out / SCORE_FILE, score)
     return score
+
+
+def run_identity(cfg: Any, ckpt: str | None, policy: str | None, suite: Suite) -> dict:
+    """What produced an evaluation folder: suite, policy, and the content (not the path) of checkpoint and config."""
+    from minddrive.utils.io import hash_json, hash_tree
+
+    data = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg or {})
+    data = {k: v for k, v in data.items() if k not in ("filename", "work_dir")}
+    identity = {"suite": suite.sha256, "policy": f"builtin:{policy}" if policy else "checkpoint",
+                "config_sha256": hash_json(data)}
+    if not policy and ckpt:
+        identity["checkpoint_sha256"] = hash_tree(ckpt, skip=("training_state.pt",))
+    return identity
+
+
+def failure_reasons(records: list[dict]) -> dict[str, int]:
+    """How many routes ended on each named failure (``meta.failure_reason``, e.g. a non-finite action)."""
+    counts: dict[str, int] = {}
+    for record in records:
+        reason = (record.get("meta") or {}).get("failure_reason")
+        if reason:
+            counts[reason] = counts.get(reason, 0) + 1
+    return counts
 
 
 def _progress_bar(total: int, done: int, enabled: bool):

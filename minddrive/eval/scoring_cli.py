@@ -15,7 +15,10 @@ def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
     parser.add_argument("result", metavar="RESULT",
                         help="merged result JSON, raw leaderboard checkpoint JSON, or a folder of checkpoints to merge")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    parser.add_argument("--output", metavar="FILE", help="also write the JSON report to FILE (atomically)")
+    parser.add_argument("--output", metavar="FILE",
+                        help="also write the JSON report to FILE (atomically; an existing FILE must be such a report)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="move an existing --output that is not a score report aside (nothing is deleted)")
     route_set = parser.add_mutually_exclusive_group()
     route_set.add_argument("--routes", metavar="ROUTES.xml",
                            help="route file: fixes the route set (official denominator) and each route's scenario type")
@@ -32,7 +35,18 @@ def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
                         help="junction-credit semantics with --junction-table (default: %(default)s)")
 
 
+def is_score_report(path) -> bool:
+    """Whether ``path`` holds a report this command wrote (``ScoreReport.to_dict()``)."""
+    with open(path) as handle:
+        data = json.load(handle)
+    return isinstance(data, dict) and {"driving_score", "num_routes", "infraction_counts"} <= set(data)
+
+
 def run(args: argparse.Namespace) -> int:
+    from minddrive.utils.io import claim_file
+
+    if args.output:  # checked before scoring: a refused path costs nothing
+        claim_file(args.output, "score", is_score_report, overwrite=args.overwrite)
     report = score_path(args.result, expected=args.expected, routes_xml=args.routes,
                         junction_table=args.junction_table, traffic_signs_version=args.ts_version,
                         metric_dir=args.metric_dir)

@@ -51,7 +51,7 @@ def save_checkpoint(directory: str | os.PathLike, model, cfg: Any, meta: dict[st
             "num_params": int(sum(v.numel() for v in state.values()))}
     info.update(meta or {})
     directory = Path(directory)
-    with atomic_path(directory) as tmp:
+    with atomic_path(directory, replace_dir=True) as tmp:  # the caller's own checkpoint path
         tmp.mkdir()
         _as_config(cfg).dump(str(tmp / CONFIG_FILE))
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "minddrive"})

@@ -34,22 +34,27 @@ def copy_action_expert(state: dict) -> tuple[dict, dict[str, dict[str, int]]]:
     return out, report
 
 
-def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> dict[str, Any]:
+def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, overwrite: bool = False) -> dict[str, Any]:
     """Write ``dst`` = ``src`` with the action expert copied into decision expert and value net; returns the
-    report (also printed). Works on the stored tensors only, no model is built."""
+    report (also printed). Works on the stored tensors only, no model is built. ``dst`` must be absent or
+    an earlier conversion's output (anything else is refused, or moved aside with ``overwrite``)."""
     import json
     from pathlib import Path
 
     from safetensors.torch import save_file
 
     from minddrive.models.checkpoint import CONFIG_FILE, META_FILE, WEIGHTS_FILE, load_checkpoint
-    from minddrive.utils.io import atomic_path
+    from minddrive.utils.io import OWNER_FILE, atomic_path, claim_dir
 
     cfg, state, meta = load_checkpoint(src)
     new_state, report = copy_action_expert(state)
     meta = dict(meta, converted=True, converted_from=str(src), conversion=report)
-    with atomic_path(dst) as tmp:
+    if Path(dst).resolve() == Path(src).resolve():
+        raise UserError(f"--out {dst}: is the input checkpoint; write the conversion to another folder")
+    claim_dir(dst, "convert", overwrite=overwrite)
+    with atomic_path(dst, replace_dir=True) as tmp:  # dst is now this command's own folder
         tmp.mkdir()
+        (tmp / OWNER_FILE).write_bytes((Path(dst) / OWNER_FILE).read_bytes())
         (tmp / CONFIG_FILE).write_text((Path(src) / CONFIG_FILE).read_text())
         save_file({k: v.contiguous() for k, v in new_state.items()}, str(tmp / WEIGHTS_FILE), metadata={"format": "minddrive"})
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))

@@ -163,7 +163,7 @@ class StateFeaturePolicy(nn.Module):
 
         from minddrive.utils.io import atomic_path
 
-        with atomic_path(path) as tmp:
+        with atomic_path(path, replace_dir=True) as tmp:  # the caller's own checkpoint path
             tmp.mkdir()
             save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()},
                       str(tmp / "model.safetensors"))

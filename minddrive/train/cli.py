@@ -13,6 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
         parser.add_argument("--work-dir", help="output folder (default: the config's work_dir)")
         parser.add_argument("--resume", action="store_true",
                             help="continue from the newest checkpoint in the work dir (optimiser, schedule, RNG, data order)")
+        parser.add_argument("--overwrite", action="store_true",
+                            help="move a used work dir aside (nothing is deleted) and start afresh")
         parser.add_argument("--launcher", choices=("none", "pytorch"), default="none",
                             help="'pytorch' when started by torchrun (minddrive_dist_train.sh)")
         parser.add_argument("--local-rank", "--local_rank", type=int, default=0, help=argparse.SUPPRESS)
@@ -31,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     if args.verb == "train":
         from minddrive.train.trainer import train
 
-        final = train(cfg, args.work_dir, resume=args.resume, launcher=args.launcher)
+        final = train(cfg, args.work_dir, resume=args.resume, launcher=args.launcher, overwrite=args.overwrite)
         print(f"final checkpoint: {final}")
         return 0
 

@@ -44,7 +44,7 @@ from minddrive.train.distributed import (DistInfo, barrier, init_distributed, me
                                          wrap_model)
 from minddrive.train.logging import LOG_NAME, PLOT_NAME, TrainLogger, plot_loss_curves
 from minddrive.train.optim import build_schedule
-from minddrive.utils.io import atomic_path
+from minddrive.utils.io import atomic_path, claim_dir, run_lock
 from minddrive.utils.seed import seed_everything
 
 CHECKPOINT_DIR = "checkpoints"
@@ -57,10 +57,24 @@ TRAINING_STATE = "training_state.pt"
 # ----------------------------------------------------------------------------------------------
 # The loop
 # ----------------------------------------------------------------------------------------------
-def train(cfg, work_dir: str | Path | None = None, resume: bool = False, launcher: str = "none") -> Path:
-    """Run imitation learning as ``cfg`` says; returns the final checkpoint directory."""
+def train(cfg, work_dir: str | Path | None = None, resume: bool = False, launcher: str = "none",
+          overwrite: bool = False) -> Path:
+    """Run imitation learning as ``cfg`` says; returns the final checkpoint directory.
+
+    The work dir belongs to one run: a used one is refused unless ``resume`` (or moved aside with
+    ``overwrite``), and a lock file stops a second run writing into it at the same time.
+    """
     info = init_distributed(launcher)
     work_dir = Path(work_dir or cfg.get("work_dir") or "work_dirs/default")
+    resume = bool(resume or cfg.get("resume", False))
+    if not info.is_main:
+        return _train(cfg, work_dir, resume, launcher, info)
+    claim_dir(work_dir, "train", overwrite=overwrite, resume=resume)
+    with run_lock(work_dir, "training"):
+        return _train(cfg, work_dir, resume, launcher, info)
+
+
+def _train(cfg, work_dir: Path, resume: bool, launcher: str, info: DistInfo) -> Path:
     tcfg = dict(cfg.get("train_cfg") or {})
     seed = int(cfg.get("seed", 0))
     batch_size = int(tcfg.get("batch_size", 1))
@@ -72,7 +86,7 @@ def train(cfg, work_dir: str | Path | None = None, resume: bool = False, launche
     if cfg.get("trainable") is not None:
         model.set_trainable(list(cfg.trainable))
     ckpt_root = work_dir / CHECKPOINT_DIR
-    latest = find_latest_checkpoint(ckpt_root) if resume or cfg.get("resume", False) else None
+    latest = find_latest_checkpoint(ckpt_root) if resume else None
     if cfg.get("load_from") and latest is None:  # a resumed run already holds newer weights
         load_weights(model, resolve_checkpoint(cfg.load_from, where="load_from"))
     model.to(info.device)
@@ -409,7 +423,7 @@ def _write_checkpoint(path: Path, model, cfg, meta: dict, training_state: dict) 
     """The same directory layout (interfaces.py) for models outside ``minddrive.models``."""
     from safetensors.torch import save_file
 
-    with atomic_path(path) as tmp:
+    with atomic_path(path, replace_dir=True) as tmp:  # iter_N of this work dir's own run
         tmp.mkdir()
         save_file(trainable_weights(model), str(tmp / WEIGHTS))
         cfg.dump(str(tmp / "config.py"))
