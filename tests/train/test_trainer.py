@@ -176,7 +176,7 @@ def test_cli_reports_bad_config_in_one_line(tmp_path, capsys):
 
     bad = tmp_path / "bad.py"
     bad.write_text("model = dict(type='NoSuchModel')\ndata = dict(train=dict(type='X'))\n")
-    assert main(["train", str(bad), "--work-dir", str(tmp_path)]) == 2
+    assert main(["train", str(bad), "--work-dir", str(tmp_path / "work")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "model.type: unknown model type 'NoSuchModel'" in err
     assert main(["train", str(tmp_path / "missing.py")]) == 2
