@@ -579,7 +579,7 @@ def load_info_index(path: str | os.PathLike) -> tuple[list[dict], dict]:
             data = pickle.load(handle)
     except FileNotFoundError:
         raise UserError(f"{path}: info index not found (run `minddrive prepare-data` first)") from None
-    except (pickle.UnpicklingError, EOFError) as exc:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError, IndexError) as exc:
         raise UserError(f"{path}: not a readable info index ({exc})") from None
     if not isinstance(data, dict) or data.get("metadata", {}).get("version") != INDEX_VERSION:
         raise UserError(f"{path}: info index version mismatch (expected {INDEX_VERSION}); rerun prepare-data")

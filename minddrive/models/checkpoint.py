@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from minddrive.errors import UserError
-from minddrive.utils.io import atomic_path, read_json
+from minddrive.utils.io import atomic_path, read_json, read_safetensors
 
 CONFIG_FILE, WEIGHTS_FILE, META_FILE, STATE_FILE = "config.py", "model.safetensors", "meta.json", "training_state.pt"
 
@@ -65,15 +65,13 @@ def save_checkpoint(directory: str | os.PathLike, model, cfg: Any, meta: dict[st
 
 def load_checkpoint(directory: str | os.PathLike) -> tuple[Any, dict[str, torch.Tensor], dict[str, Any]]:
     """(config, trainable weights, meta) of a checkpoint directory."""
-    from safetensors.torch import load_file
-
     from minddrive.config import load_config
 
     directory = Path(directory)
     for name in (CONFIG_FILE, WEIGHTS_FILE, META_FILE):
         if not (directory / name).is_file():
             raise UserError(f"{directory}: not a MindDrive checkpoint (missing {name})")
-    return load_config(directory / CONFIG_FILE), load_file(str(directory / WEIGHTS_FILE)), read_json(directory / META_FILE)
+    return load_config(directory / CONFIG_FILE), read_safetensors(directory / WEIGHTS_FILE), read_json(directory / META_FILE)
 
 
 def build_model_from_checkpoint(directory: str | os.PathLike, device: str | torch.device = "cpu"):

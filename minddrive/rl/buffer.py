@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from minddrive.errors import UserError
 from minddrive.utils.io import atomic_path
 
 EPISODE_DIR = "episodes"
@@ -47,13 +48,15 @@ def fingerprint(obj: Any) -> str:
 
 
 def checkpoint_fingerprint(ckpt: str | Path | None) -> str:
-    """Identify a checkpoint by the content of its weight files' names, sizes and mtimes (cheap)."""
+    """Identify a checkpoint by its content (weights, config, meta; not its path or the optimiser state)."""
+    from minddrive.utils.io import hash_files, hash_tree
+
     if ckpt is None:
         return "none"
     path = Path(ckpt)
-    files = sorted(path.rglob("*")) if path.is_dir() else [path]
-    return fingerprint([[str(f.relative_to(path) if path.is_dir() else f.name), f.stat().st_size, f.stat().st_mtime_ns]
-                        for f in files if f.is_file()])
+    if not path.exists():
+        raise UserError(f"--ckpt {ckpt}: checkpoint not found")
+    return hash_tree(path, skip=("training_state.pt",)) if path.is_dir() else hash_files([path])
 
 
 _PNG = "__png__"
@@ -111,7 +114,13 @@ def write_episode(out_dir: str | Path, meta: dict, trace: Any) -> Path:
 
 def read_episode(path: str | Path) -> dict:
     # Buffers hold numpy arrays and dicts we wrote ourselves: full unpickling is needed and trusted.
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        episode = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # truncated or foreign bytes: torch/pickle raise many types
+        raise UserError(f"{path}: unreadable episode buffer ({type(exc).__name__}); re-collect that route") from None
+    if not isinstance(episode, dict) or "meta" not in episode or "actions" not in episode:
+        raise UserError(f"{path}: not an episode buffer of 'minddrive collect' (no meta/actions)")
+    return episode
 
 
 def list_episodes(out_dir: str | Path) -> list[Path]:

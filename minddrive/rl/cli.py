@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
         parser.add_argument("--workers", type=int, default=None, help="worker processes (default: rollout.num_workers)")
         parser.add_argument("--ray-address", default=None, help="run workers as Ray actors: 'auto' or ray://host:port")
         parser.add_argument("--route-offset", type=int, default=0, help="shift the RL route seeds (fresh routes)")
+        parser.add_argument("--overwrite", action="store_true",
+                            help="move an --out of another run aside (nothing is deleted) and start afresh")
     elif verb == "ppo":
         parser.add_argument("--ckpt", required=True, help="checkpoint the rollouts were collected with (IL or RL)")
         parser.add_argument("--index", required=True, help="dataset_index.pkl from 'minddrive decouple'")
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         from minddrive.rl.collector import collect
 
         summary = collect(cfg, args.ckpt, args.out, num_workers=args.workers, ray_address=args.ray_address,
-                          route_offset=args.route_offset)
+                          route_offset=args.route_offset, overwrite=args.overwrite)
     elif args.verb == "ppo":
         from minddrive.rl.ppo import train_ppo
 

@@ -33,9 +33,11 @@ from minddrive.errors import UserError
 from minddrive.rl.buffer import checkpoint_fingerprint, fingerprint
 from minddrive.rl.queue import RouteJob, RouteQueue
 from minddrive.rl.workers import InProcessPool, LocalWorkerPool, RayWorkerPool, WorkerSpec
-from minddrive.utils.io import read_json, write_json
+from minddrive.rl.buffer import list_episodes
+from minddrive.utils.io import claim_dir, read_json, write_json
 
 RUN_FILE = "run.json"
+QUEUE_FILE = "queue.sqlite"
 
 
 def rl_seed_start() -> int:
@@ -76,23 +78,35 @@ def run_fingerprint(cfg: Any, ckpt: str | os.PathLike | None) -> dict:
 
 
 def collect(cfg: Any, ckpt: str | os.PathLike | None, out_dir: str | os.PathLike, num_workers: int | None = None,
-            ray_address: str | None = None, route_offset: int = 0, show_progress: bool = True) -> dict:
-    """Drive every route of ``cfg.rl_routes`` once with ``ckpt``'s policy; returns a summary."""
+            ray_address: str | None = None, route_offset: int = 0, show_progress: bool = True,
+            overwrite: bool = False) -> dict:
+    """Drive every route of ``cfg.rl_routes`` once with ``ckpt``'s policy; returns a summary.
+
+    ``out_dir`` is this collection's own folder (refused if it is another command's or nobody's, moved
+    aside with ``overwrite``); episodes that produced no decision step make it an error.
+    """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     rollout = cfg.rollout
+    if ckpt is not None and not Path(ckpt).is_dir():  # before anything is written: a typo leaves no folder
+        raise UserError(f"--ckpt {ckpt}: checkpoint directory not found")
     run_meta = run_fingerprint(cfg, ckpt)
+    claim_dir(out_dir, "collect", overwrite=overwrite)
     run_path = out_dir / RUN_FILE
     if run_path.exists():
         previous = read_json(run_path)
-        if {k: previous.get(k) for k in run_meta} != run_meta:
-            raise UserError(f"{run_path}: this folder holds rollouts of another config or checkpoint "
-                            f"({previous.get('ckpt')}); use a new --out folder")
+        compared = ("config_fingerprint", "ckpt_fingerprint")
+        if {k: previous.get(k) for k in compared} != {k: run_meta[k] for k in compared}:
+            if list_episodes(out_dir):
+                what = "config" if previous.get("config_fingerprint") != run_meta["config_fingerprint"] else "checkpoint"
+                raise UserError(f"{run_path}: this folder holds rollouts of another {what} "
+                                f"({previous.get('ckpt')}); use a new --out folder, or --overwrite to move it aside")
+            # A start that produced no episode (e.g. a checkpoint that failed to load): restart it afresh.
+            (out_dir / QUEUE_FILE).unlink(missing_ok=True)
     write_json(run_path, dict(run_meta, route_offset=route_offset))
     config_path = out_dir / "collect_config.py"
     dump_config(cfg, config_path)
 
-    queue = RouteQueue(out_dir / "queue.sqlite", lease_s=rollout.get("lease_s", 300.0),
+    queue = RouteQueue(out_dir / QUEUE_FILE, lease_s=rollout.get("lease_s", 300.0),
                        max_attempts=rollout.get("max_attempts", 3))
     queue.add(make_jobs(dict(cfg.rl_routes), offset=route_offset))
     workers = int(num_workers if num_workers is not None else rollout.get("num_workers", 1))
@@ -134,8 +148,14 @@ def collect(cfg: Any, ckpt: str | os.PathLike | None, out_dir: str | os.PathLike
     elapsed = time.monotonic() - started
     summary = dict(out_dir=str(out_dir), episodes=done, failed=counts["failed"], unfinished=counts["pending"] + counts["claimed"],
                    mean_return=mean_return, decision_steps=steps, seconds=elapsed,
-                   decision_steps_per_s=(steps - steps_at_start) / max(elapsed, 1e-6), restarts=pool.restarts)
+                   decision_steps_per_s=(steps - steps_at_start) / max(elapsed, 1e-6), restarts=pool.restarts,
+                   empty_episodes=queue.empty_done())
     write_json(out_dir / "collect_summary.json", summary)
+    if total and not done and not summary["unfinished"]:
+        raise UserError(f"{out_dir}: 0 of {total} episodes produced ({counts['failed']} routes failed in the workers)")
+    if summary["empty_episodes"]:
+        raise UserError(f"{out_dir}: {summary['empty_episodes']} of {done} episodes produced no decision step "
+                        "(their records in episodes/*.pt name the reason, e.g. a non-finite action)")
     if summary["unfinished"]:
         raise UserError(f"{out_dir}: {summary['unfinished']} routes unfinished after {pool.restarts} worker restarts; "
                         "re-run the same command to resume")

@@ -32,7 +32,7 @@ from minddrive.rl.buffer import list_episodes, read_episode, unpack_obs
 from minddrive.rl.collector import load_run_meta
 from minddrive.rl.gae import compute_gae
 from minddrive.rl.settings import ReturnParams
-from minddrive.utils.io import atomic_path
+from minddrive.utils.io import atomic_path, read_pickled
 
 INDEX_NAME = "dataset_index.pkl"
 INDEX_VERSION = 1
@@ -51,8 +51,7 @@ def load_index(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: dataset index not found")
-    with open(path, "rb") as handle:
-        index = pickle.load(handle)
+    index = read_pickled(path, "dataset index")
     if not isinstance(index, dict) or index.get("version") != INDEX_VERSION or "steps" not in index:
         raise UserError(f"{path}: not a version-{INDEX_VERSION} dataset index")
     return index
@@ -110,6 +109,8 @@ def decouple(rollout_dirs: Iterable[str | os.PathLike], out_dir: str | os.PathLi
 
 def read_step(index_path: str | os.PathLike, entry: dict, images: bool = True) -> dict:
     """One step file, observation images decoded (they stay PNG-packed on disk), or left out (``images=False``)."""
-    step = torch.load(Path(index_path).parent / entry["file"], map_location="cpu", weights_only=False)
+    step = read_pickled(Path(index_path).parent / entry["file"], "step file", torch_file=True)
+    if not isinstance(step, dict) or "obs" not in step:
+        raise UserError(f"{Path(index_path).parent / entry['file']}: not a step file of 'minddrive decouple'")
     step["obs"] = unpack_obs(step["obs"], images=images)
     return step

@@ -172,12 +172,12 @@ class StateFeaturePolicy(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, path: str, device: str = "cpu") -> "StateFeaturePolicy":
-        from safetensors.torch import load_file
+        from minddrive.utils.io import read_json, read_safetensors
 
-        config = json.loads((Path(path) / "meta.json").read_text())["model"]
+        config = read_json(Path(path) / "meta.json")["model"]
         config = {k: v for k, v in config.items() if k != "type"}
         policy = cls(**config)
-        policy.load_state_dict(load_file(str(Path(path) / "model.safetensors")))
+        policy.load_state_dict(read_safetensors(Path(path) / "model.safetensors"))
         return policy.to(device)
 
 

@@ -164,6 +164,13 @@ class RouteQueue:
                                                "FROM routes WHERE state = ?", (DONE,)).fetchone()
         return int(n), float(mean_return) if mean_return is not None else float("nan"), int(steps)
 
+    def empty_done(self) -> int:
+        """Episodes done that produced no decision step (e.g. the policy's first action was non-finite)."""
+        with self._connect() as db:
+            (n,) = db.execute("SELECT COUNT(*) FROM routes WHERE state = ? AND COALESCE(steps, 0) = 0",
+                              (DONE,)).fetchone()
+        return int(n)
+
     def unfinished(self) -> int:
         counts = self.counts()
         return counts[PENDING] + counts[CLAIMED]

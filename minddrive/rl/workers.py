@@ -86,8 +86,9 @@ def run_worker(spec: WorkerSpec) -> dict:
 
     def save(result) -> None:
         job, trace = result.job, result.trace
+        # A route the policy failed (non-finite action) keeps its finite decisions; its record names the reason.
         meta = dict(spec.run_meta, route_key=job.key, seed=job.seed, options=job.options, attempt=job.attempts,
-                    worker=owner, record=result.record)
+                    worker=owner, record=result.record, failure=result.failure)
         write_episode(spec.out_dir, meta, trace)   # the file first: "done" must never precede it
         queue.complete(job.key, episode_return=trace.episode_return, steps=len(trace))
 

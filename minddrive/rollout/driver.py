@@ -66,6 +66,13 @@ class EpisodeResult:
     record: dict
     trace: EpisodeTrace | None
     world: int
+    failure: str | None = None        # the named reason when the policy failed the route (record's meta too)
+
+
+#: the leaderboard's status for a route the agent failed (it re-runs such routes on resume)
+AGENT_FAILED = "Failed - Agent crashed"
+#: the named reason in the route record's ``meta.failure_reason``
+NON_FINITE_ACTION = "non-finite action (the policy's trajectory held NaN or inf)"
 
 
 @dataclass
@@ -82,6 +89,7 @@ class _World:
     ticks_since_decision: int = 0
     memory: Any = None
     trace: EpisodeTrace | None = None
+    failure: str | None = None        # why the episode ends now, the policy's fault (a non-finite action)
     ended: bool = False
 
 
@@ -268,7 +276,7 @@ class PolicyDriver:
         world.obs, _ = self.envs.reset_world(world.view.index, seed, options)
         if self.obs_hook is not None:
             world.obs = self.obs_hook(world.view, world.obs)
-        world.plan, world.memory, world.ticks_since_decision = None, None, 0
+        world.plan, world.memory, world.ticks_since_decision, world.failure = None, None, 0, None
         world.odometry = np.zeros(3)
         if hasattr(world.controller, "reset"):
             world.controller.reset()
@@ -280,7 +288,11 @@ class PolicyDriver:
     def _finish_episode(self, world: _World, index: int) -> EpisodeResult:
         record = self.envs.route_record(index)
         self.stats["episodes"] += 1
-        return EpisodeResult(job=world.job, record=record, trace=world.trace, world=index)
+        if world.failure:
+            # The route ends here as the agent's failure, scored as far as it got; the next route runs.
+            record = dict(record, status=AGENT_FAILED, meta=dict(record.get("meta") or {}, failure_reason=world.failure))
+            self.stats["failed"] = self.stats.get("failed", 0) + 1
+        return EpisodeResult(job=world.job, record=record, trace=world.trace, world=index, failure=world.failure)
 
     # --- one decision for a batch of worlds ------------------------------------------------------------
     @torch.inference_mode()
@@ -302,8 +314,13 @@ class PolicyDriver:
         value = out.value.float().cpu().numpy()
         speed_waypoints = out.speed_waypoints.float().cpu().numpy()
         path = out.path.float().cpu().numpy()
+        finite = np.isfinite(speed_waypoints).reshape(len(indices), -1).all(1) & \
+            np.isfinite(path).reshape(len(indices), -1).all(1)
         for row, i in enumerate(indices):
             world = self.worlds[i]
+            if not finite[row]:
+                world.failure, world.plan = NON_FINITE_ACTION, None
+                continue
             if world.trace is not None:
                 world.trace.obs.append(world.obs)
                 world.trace.actions.append(int(decision[row]))
@@ -324,8 +341,9 @@ class PolicyDriver:
     def _tick(self) -> list[int]:
         """Advance all active worlds by one tick; returns the worlds whose episode ended."""
         controls = {}
+        failed = [index for index, world in enumerate(self.worlds) if world.job is not None and world.failure]
         for index, world in enumerate(self.worlds):
-            if world.job is not None:
+            if world.job is not None and not world.failure:
                 waypoints, path = self._plan_in_current_frame(world)
                 speed = float(world.obs["ego_state"][_SPEED])
                 controls[index] = np.asarray(world.controller(path, waypoints, speed), dtype=np.float64)
@@ -333,7 +351,7 @@ class PolicyDriver:
         for index, (obs, _, terminated, truncated, info) in self.envs.step_worlds(controls).items():
             if self._after_step(self.worlds[index], obs, bool(terminated), bool(truncated), info):
                 ended.append(index)
-        return ended
+        return ended + failed
 
     def _after_step(self, world: _World, obs: dict, terminated: bool, truncated: bool, info: dict) -> bool:
         """Book-keep one world's tick (odometry, reward, trace); True when its episode ended."""

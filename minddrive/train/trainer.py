@@ -44,7 +44,7 @@ from minddrive.train.distributed import (DistInfo, barrier, init_distributed, me
                                          wrap_model)
 from minddrive.train.logging import LOG_NAME, PLOT_NAME, TrainLogger, plot_loss_curves
 from minddrive.train.optim import build_schedule
-from minddrive.utils.io import atomic_path, claim_dir, run_lock
+from minddrive.utils.io import atomic_path, claim_dir, read_pickled, read_safetensors, run_lock
 from minddrive.utils.seed import seed_everything
 
 CHECKPOINT_DIR = "checkpoints"
@@ -366,9 +366,7 @@ def load_weights(model: torch.nn.Module, ckpt_dir: Path) -> None:
     Models with ``load_trainable_state_dict`` (MindDrive: it also restores the added token rows and
     checks shapes) use it; others get a non-strict ``load_state_dict`` that still rejects strangers.
     """
-    from safetensors.torch import load_file
-
-    weights = load_file(str(ckpt_dir / WEIGHTS))
+    weights = read_safetensors(ckpt_dir / WEIGHTS)
     if hasattr(model, "load_trainable_state_dict"):
         model.load_trainable_state_dict(weights)
         return
@@ -447,7 +445,7 @@ def _prune(root: Path, max_keep: int) -> None:
 def restore_training_state(ckpt: Path, model, optimizer, schedule, info: DistInfo) -> int:
     """Load weights, optimiser, schedule and this rank's RNG state; returns the iteration to continue from."""
     load_weights(model, ckpt)
-    state = torch.load(ckpt / TRAINING_STATE, map_location="cpu", weights_only=False)
+    state = read_pickled(ckpt / TRAINING_STATE, "training state", torch_file=True)
     optimizer.load_state_dict(state["optimizer"])
     schedule.load_state_dict(state["schedule"])
     rngs = state["rng"]

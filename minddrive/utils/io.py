@@ -257,3 +257,38 @@ def run_lock(directory: str | os.PathLike, what: str) -> Iterator[Path]:
                 lock.unlink()
         except OSError:
             pass
+
+
+# ------------------------------------------------------------------------------ reading inputs
+def read_safetensors(path: str | os.PathLike) -> dict:
+    """A safetensors weights file as tensors; a missing, truncated or foreign file is a one-line :class:`UserError`."""
+    from safetensors.torch import load_file
+
+    from minddrive.errors import UserError
+
+    if not Path(path).is_file():
+        raise UserError(f"{path}: weights file not found")
+    try:
+        return load_file(os.fspath(path))
+    except Exception as exc:  # safetensors raises its own error types for every kind of damage
+        raise UserError(f"{path}: unreadable weights file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+
+
+def read_pickled(path: str | os.PathLike, what: str, torch_file: bool = False) -> Any:
+    """A pickle (or ``torch.save``) file this project wrote; damage is a one-line :class:`UserError`."""
+    from minddrive.errors import UserError
+
+    if not Path(path).is_file():
+        raise UserError(f"{path}: {what} not found")
+    try:
+        if torch_file:
+            import torch
+
+            # Files of our own writing (numpy arrays, dicts): full unpickling is needed and trusted.
+            return torch.load(path, map_location="cpu", weights_only=False)
+        import pickle
+
+        with open(path, "rb") as handle:
+            return pickle.load(handle)
+    except Exception as exc:  # truncated or foreign bytes raise many types
+        raise UserError(f"{path}: unreadable {what} ({type(exc).__name__}); it is damaged or not one") from None
