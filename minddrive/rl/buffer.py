@@ -102,7 +102,7 @@ def write_episode(out_dir: str | Path, meta: dict, trace: Any) -> Path:
         version=BUFFER_VERSION, meta=dict(meta, steps=steps, episode_return=trace.episode_return),
         obs=[pack_obs(o) for o in trace.obs], memory=list(trace.memory),
         actions=np.asarray(trace.actions, dtype=np.int64),
-        log_probs=np.asarray(trace.log_probs, dtype=np.float32).reshape(steps, -1),
+        log_probs=np.asarray(trace.log_probs, dtype=np.float32).reshape(steps, -1 if steps else 0),
         values=np.asarray(trace.values, dtype=np.float32),
         rewards=np.asarray(trace.rewards, dtype=np.float32),
         episode_starts=starts, dones=dones, terminated=bool(trace.terminated), last_value=float(trace.last_value))

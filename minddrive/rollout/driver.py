@@ -72,7 +72,7 @@ class EpisodeResult:
 #: the leaderboard's status for a route the agent failed (it re-runs such routes on resume)
 AGENT_FAILED = "Failed - Agent crashed"
 #: the named reason in the route record's ``meta.failure_reason``
-NON_FINITE_ACTION = "non-finite action (the policy's trajectory held NaN or inf)"
+NON_FINITE_ACTION = "non-finite action (the policy's output held NaN or inf)"
 
 
 @dataclass
@@ -307,15 +307,26 @@ class PolicyDriver:
         obs_list = [self.worlds[i].obs for i in indices]
         # Temporal memory goes back through ``preprocess(obs_list, memory=...)`` (None: no world has any).
         batch = self.policy.preprocess(obs_list, memory=stack_memory([self.worlds[i].memory for i in indices]))
-        out = self.policy.act(_to_device(batch, self.device), sample=self.sample, temperature=self.temperature)
+        try:
+            out = self.policy.act(_to_device(batch, self.device), sample=self.sample, temperature=self.temperature)
+        except (ValueError, RuntimeError):
+            # Sampling from NaN logits raises inside the policy; with non-finite weights that is the same
+            # failure as a NaN plan: these routes fail by name, the others go on.
+            if not _non_finite_weights(self.policy):
+                raise
+            for i in indices:
+                self.worlds[i].failure, self.worlds[i].plan = NON_FINITE_ACTION, None
+            return
         new_memory = getattr(out, "memory", None)
         decision = out.decision.cpu().numpy()
         log_probs = out.log_probs.float().cpu().numpy()
         value = out.value.float().cpu().numpy()
         speed_waypoints = out.speed_waypoints.float().cpu().numpy()
         path = out.path.float().cpu().numpy()
-        finite = np.isfinite(speed_waypoints).reshape(len(indices), -1).all(1) & \
-            np.isfinite(path).reshape(len(indices), -1).all(1)
+        # A NaN anywhere in what the route or the rollout uses (plan, decision log-probs, value) fails the route.
+        rows = len(indices)
+        finite = (np.isfinite(speed_waypoints).reshape(rows, -1).all(1) & np.isfinite(path).reshape(rows, -1).all(1)
+                  & ~np.isnan(log_probs).reshape(rows, -1).any(1) & np.isfinite(value).reshape(rows, -1).all(1))
         for row, i in enumerate(indices):
             world = self.worlds[i]
             if not finite[row]:
@@ -401,6 +412,14 @@ class PolicyDriver:
         query = np.clip(elapsed + 0.5 * np.arange(1, len(waypoints) + 1), 0.0, times[-1])
         retimed = np.stack([np.interp(query, times, padded[:, k]) for k in range(2)], axis=1)
         return to_now(retimed), to_now(plan["path"])
+
+
+def _non_finite_weights(policy: Any) -> bool:
+    """Whether the torch module behind ``policy`` (itself, ``.model`` or ``.module``) holds a NaN or inf weight."""
+    for module in (policy, getattr(policy, "model", None), getattr(policy, "module", None)):
+        if isinstance(module, torch.nn.Module):
+            return any(not torch.isfinite(p).all() for p in module.parameters())
+    return False
 
 
 def stack_memory(memories: list[dict | None]) -> dict | None:

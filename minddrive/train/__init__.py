@@ -7,11 +7,11 @@ entry points (the demo calls them); ``minddrive train`` / ``minddrive test`` wra
 from minddrive.train import optim  # noqa: F401  (registers the optimisers in OPTIMIZERS)
 
 
-def train(cfg, work_dir=None, resume=False, launcher="none"):
+def train(cfg, work_dir=None, resume=False, launcher="none", overwrite=False):
     """See :func:`minddrive.train.trainer.train`."""
     from minddrive.train.trainer import train as _train
 
-    return _train(cfg, work_dir, resume=resume, launcher=launcher)
+    return _train(cfg, work_dir, resume=resume, launcher=launcher, overwrite=overwrite)
 
 
 def evaluate_open_loop(cfg, ckpt, **kwargs):
