@@ -58,9 +58,10 @@ def load_config(path: str | os.PathLike, cfg_options: dict[str, Any] | Iterable[
     except Exception as exc:  # mmengine raises various types for bad _base_ or key errors
         raise UserError(f"{path}: cannot load config: {exc}") from None
     if cfg_options:
+        # Command-line overrides (a list of KEY=VALUE) are checked key by key; a dict comes from code,
+        # which may add keys freely.
         if not isinstance(cfg_options, dict):
-            cfg_options = parse_cfg_options(cfg_options)
-        cfg_options = check_overrides(cfg, cfg_options, path)
+            cfg_options = check_overrides(cfg, parse_cfg_options(cfg_options), path)
         cfg.merge_from_dict(cfg_options)
     check_ranges(cfg, path)
     return cfg

@@ -253,15 +253,12 @@ def test_nan_policy_fails_each_route_with_a_named_reason_and_the_evaluation_goes
 
 
 def test_collect_with_a_nan_policy_is_an_error(tmp_path, monkeypatch):
-    import sys
-
     rl_dir = str(REPO / "tests" / "rl")
     monkeypatch.syspath_prepend(rl_dir)
     monkeypatch.setenv("PYTHONPATH", f"{rl_dir}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     from minddrive.config import load_config
     from minddrive.rl.collector import collect
 
-    sys.modules.pop("rl_fakes", None)
     from rl_fakes import CorridorPolicy
 
     policy = CorridorPolicy(hidden=8)
