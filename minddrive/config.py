@@ -27,10 +27,9 @@ RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "envs_per_worker": (1, None, True),
     "decision_interval": (1, None, True),
     "num_workers": (0, None, True),
-    "lr": (0, None, False),
-    "gamma": (0, 1, False),
-    "gae_lambda": (0, 1, False),
+    "lr": (0, None, False),               # exclusive: a learning rate of 0 trains nothing
 }
+# RL settings (rl.gamma, ppo.*, ...) are checked by their own dataclasses (minddrive.rl.settings).
 
 
 def parse_cfg_options(items: Iterable[str] | None) -> dict[str, Any]:
