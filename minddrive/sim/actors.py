@@ -32,6 +32,7 @@ ROLLING = 0.1                     # m/s^2
 MODE_IDM = 0        # lane follower: IDM towards its desired speed, stops for leaders and red lights
 MODE_SCRIPTED = 1   # constant speed along its path once triggered, blind to everything
 MODE_STATIC = 2     # never moves (parked cars, accident wrecks, cones)
+END_MODES = ("leave", "park", "loop")   # what a moving actor does at the end of its path
 
 IDM_TIME_HEADWAY = 1.2   # s
 IDM_MIN_GAP = 2.5        # m
@@ -63,6 +64,14 @@ class ActorSpec:
     role: str = ""                   # free scenario tag, e.g. "blocker", "emergency", "crossing"
     yaw_override: float | None = None  # heading of a static actor (default: along its path)
     speed_over_ego: float = np.nan   # IDM v0 = ego speed + this (an emergency vehicle's adaptive speed)
+    # Bench2Drive's InTimeToArrivalToLocation: also start once the ego, at its current speed, is at most
+    # ``arrival_time`` s from route distance ``arrival_point`` (either trigger suffices).
+    arrival_point: float = np.nan
+    arrival_time: float = 0.0
+    start_delay: float = 0.0         # s idle between the trigger and the first move (Idle before KeepVelocity)
+    hidden_until_start: bool = False  # absent (no box, no contact) until triggered, e.g. an opening door
+    remove_after: float = np.inf     # s after the trigger at which it leaves the map (ActorDestroy after Idle)
+    at_path_end: str = "leave"       # leave the map | park (hand brake, stays) | loop (back to the source: a flow)
 
 
 def ego_dynamics(x, y, yaw, speed, steer_angle, control, dt):
@@ -160,6 +169,13 @@ class ActorArrays:
     started: np.ndarray          # bool
     yaw_fixed: np.ndarray        # NaN unless the actor has a fixed heading
     speed_over_ego: np.ndarray   # NaN unless the actor's desired speed follows the ego's
+    arrival_point: np.ndarray    # NaN unless a time-to-arrival trigger applies
+    arrival_time: np.ndarray
+    start_delay: np.ndarray
+    started_at: np.ndarray       # game time of the trigger (inf before)
+    hidden: np.ndarray           # bool: absent until started
+    remove_after: np.ndarray
+    end_mode: np.ndarray         # int: 0 leave, 1 park, 2 loop
     x: np.ndarray = field(default=None)
     y: np.ndarray = field(default=None)
     yaw: np.ndarray = field(default=None)
@@ -173,7 +189,9 @@ class ActorArrays:
                      brake_hold=f(), brake_until=f(-np.inf), stop_s=f(np.inf), light=np.full((worlds, slots), -1),
                      sees_ego=np.zeros((worlds, slots), bool), background=np.zeros((worlds, slots), bool),
                      active=np.zeros((worlds, slots), bool), started=np.zeros((worlds, slots), bool),
-                     yaw_fixed=f(np.nan), speed_over_ego=f(np.nan))
+                     yaw_fixed=f(np.nan), speed_over_ego=f(np.nan), arrival_point=f(np.nan), arrival_time=f(),
+                     start_delay=f(), started_at=f(np.inf), hidden=np.zeros((worlds, slots), bool),
+                     remove_after=f(np.inf), end_mode=np.zeros((worlds, slots), np.int64))
         arrays.x, arrays.y, arrays.yaw = f(1e6), f(1e6), f()
         return arrays
 
@@ -190,6 +208,9 @@ class ActorArrays:
         self.light[world], self.sees_ego[world], self.background[world] = -1, False, False
         self.yaw_fixed[world] = np.nan
         self.speed_over_ego[world] = np.nan
+        self.arrival_point[world], self.arrival_time[world], self.start_delay[world] = np.nan, 0.0, 0.0
+        self.started_at[world], self.hidden[world], self.remove_after[world] = np.inf, False, np.inf
+        self.end_mode[world] = 0
         self.x[world], self.y[world] = 1e6, 1e6
         for k, spec in enumerate(specs):
             path = np.asarray(spec.path, dtype=np.float64).reshape(-1, 2)
@@ -211,6 +232,11 @@ class ActorArrays:
             self.active[world, k] = True
             self.started[world, k] = spec.start_trigger == -np.inf
             self.speed_over_ego[world, k] = spec.speed_over_ego
+            self.arrival_point[world, k], self.arrival_time[world, k] = spec.arrival_point, spec.arrival_time
+            self.start_delay[world, k], self.hidden[world, k] = spec.start_delay, spec.hidden_until_start
+            self.remove_after[world, k] = spec.remove_after
+            self.end_mode[world, k] = END_MODES.index(spec.at_path_end)
+            self.started_at[world, k] = 0.0 if self.started[world, k] else np.inf
             if spec.yaw_override is not None:
                 self.yaw_fixed[world, k] = spec.yaw_override
         self.update_poses(np.array([world]))
@@ -219,8 +245,13 @@ class ActorArrays:
         x, y, yaw = path_pose(self.paths[worlds], self.s[worlds])
         fixed = self.yaw_fixed[worlds]
         yaw = np.where(np.isnan(fixed), yaw, fixed)
-        active = self.active[worlds]
+        active = self.present[worlds]
         self.x[worlds], self.y[worlds], self.yaw[worlds] = np.where(active, x, 1e6), np.where(active, y, 1e6), yaw
+
+    @property
+    def present(self) -> np.ndarray:
+        """(W, M) actors on the map now: active and not waiting hidden for their trigger."""
+        return self.active & (self.started | ~self.hidden)
 
     def crash(self, hit: np.ndarray) -> None:
         """Actors ``hit`` (W, M) in contact with the ego stop where they are and stay there."""
@@ -241,7 +272,7 @@ def leader_gaps(actors: ActorArrays, ego_box: np.ndarray, ego_speed: np.ndarray)
     boxes = actors.boxes()
     others = np.concatenate([boxes, ego_box[:, None, :]], axis=1)                  # (W, M+1, 5)
     other_speed = np.concatenate([actors.speed, ego_speed[:, None]], axis=1)
-    other_active = np.concatenate([actors.active, np.ones((len(ego_speed), 1), bool)], axis=1)
+    other_active = np.concatenate([actors.present, np.ones((len(ego_speed), 1), bool)], axis=1)
     dx_w = others[:, None, :, 0] - boxes[:, :, None, 0]                            # (W, M, M+1)
     dy_w = others[:, None, :, 1] - boxes[:, :, None, 1]
     c, s = np.cos(boxes[:, :, 2])[..., None], np.sin(boxes[:, :, 2])[..., None]
@@ -264,13 +295,17 @@ def step_actors(actors: ActorArrays, ego_box: np.ndarray, ego_speed: np.ndarray,
                 light_red: np.ndarray, time: float | np.ndarray, dt: float) -> None:
     """Advance every NPC one tick in place. ``light_red`` (W, L) is True where a light says stop."""
     progress = ego_progress[:, None]
-    starting = actors.active & ~actors.started & (progress >= actors.start_trigger)
+    now = np.asarray(time, dtype=np.float64).reshape(-1, 1)
+    arriving = (actors.arrival_point - progress) <= ego_speed[:, None] * actors.arrival_time   # False while NaN
+    starting = actors.active & ~actors.started & ((progress >= actors.start_trigger) | arriving)
     actors.started |= starting
+    actors.started_at = np.where(starting, now, actors.started_at)
+    # ActorDestroy after an Idle: the actor leaves the map remove_after s after its trigger.
+    actors.active &= ~(now - actors.started_at >= actors.remove_after)
     # An actor following the ego's speed enters at it (Bench2Drive sets the emergency vehicle's velocity).
     adaptive = starting & ~np.isnan(actors.speed_over_ego)
     actors.speed = np.where(adaptive, ego_speed[:, None] + np.nan_to_num(actors.speed_over_ego), actors.speed)
     newly_braking = actors.active & (progress >= actors.brake_trigger) & ~np.isfinite(actors.brake_until)
-    now = np.asarray(time, dtype=np.float64).reshape(-1, 1)
     actors.brake_until = np.where(newly_braking, now + actors.brake_hold, actors.brake_until)
 
     gap, lead_speed = leader_gaps(actors, ego_box, ego_speed)
@@ -290,9 +325,23 @@ def step_actors(actors: ActorArrays, ego_box: np.ndarray, ego_speed: np.ndarray,
     idm_speed = np.maximum(actors.speed + accel * dt, 0.0)
     scripted_speed = actors.desired
     speed = np.select([actors.mode == MODE_IDM, actors.mode == MODE_SCRIPTED], [idm_speed, scripted_speed], 0.0)
-    speed = np.where(actors.started & actors.active, speed, 0.0)
+    moving = actors.started & actors.active & (now - actors.started_at >= actors.start_delay)
+    speed = np.where(moving, speed, 0.0)
     actors.s = np.minimum(actors.s + 0.5 * (actors.speed + speed) * dt * (actors.mode != MODE_STATIC), actors.path_len)
     actors.speed = speed
-    # Moving actors that reach the end of their path leave the map.
-    actors.active &= ~((actors.s >= actors.path_len - 0.01) & (actors.mode != MODE_STATIC))
+    # Moving actors that reach the end of their path leave the map, park there, or (a flow) re-enter at
+    # the source when nothing stands there.
+    at_end = (actors.s >= actors.path_len - 0.01) & (actors.mode != MODE_STATIC)
+    if at_end.any():
+        park = at_end & (actors.end_mode == 1)
+        actors.mode = np.where(park, MODE_STATIC, actors.mode)
+        actors.speed = np.where(park, 0.0, actors.speed)
+        loop = at_end & (actors.end_mode == 2)
+        if loop.any():
+            # The source is free when no other flow actor of the world is within 8 m of it.
+            same = (actors.end_mode == 2) & actors.active
+            near_source = (same & (actors.s < 8.0)).any(1, keepdims=True)
+            loop &= ~near_source
+            actors.s = np.where(loop, 0.0, actors.s)
+        actors.active &= ~(at_end & (actors.end_mode == 0))
     actors.update_poses()

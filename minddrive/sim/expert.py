@@ -135,7 +135,7 @@ class Expert:
         hl = A.EGO_EXTENT[0]
         ego_yaw = float(core.yaw[w])
         # Actors: predicted positions along their own paths.
-        for m in np.nonzero(act.active[w])[0]:
+        for m in np.nonzero(act.present[w])[0]:
             v = float(act.speed[w, m]) if act.started[w, m] else 0.0
             if act.mode[w, m] == A.MODE_STATIC:
                 v = 0.0
@@ -160,7 +160,9 @@ class Expert:
                     # A leader: stop behind where it could stop itself.
                     s_stop = s_c - hl - act.half_length[w, m] - STOP_GAP + v * v / (2 * 6.0)
                 elif act.mode[w, m] == A.MODE_STATIC:
-                    s_stop = s_c - hl - act.half_length[w, m] - STATIC_GAP   # room to steer around it
+                    # Room to steer around it where there is a lane to borrow; else pull up behind it.
+                    room = STATIC_GAP if self._side_for_pass(progress + s_c) != 0.0 else STOP_GAP
+                    s_stop = s_c - hl - act.half_length[w, m] - room
                 else:
                     s_stop = s_c - hl - act.half_width[w, m] - STOP_GAP
                 if s_stop > -hl:
@@ -218,10 +220,11 @@ class Expert:
             return -int(np.sign(off))
         return 0
 
-    def _side_for_pass(self, progress: float) -> float:
-        """Lateral offset to borrow the neighbouring lane: left if there is one (or two-way), else right."""
+    def _side_for_pass(self, at: float) -> float:
+        """Lateral offset to borrow the neighbouring lane at route distance ``at`` (the obstacle's; a junction
+        before it has no lane bounds): left if there is one (or two-way), else right."""
         core, w = self.core, self.w
-        i = int(min(round(progress + 20), core.route_n[w] - 1))
+        i = int(min(round(at), core.route_n[w] - 1))
         lo, hi = core.route_lo[w, i], core.route_hi[w, i]
         if lo < -LANE_WIDTH or core.criteria.lane_off[w, 0] < np.inf:
             return -LANE_WIDTH
@@ -249,7 +252,7 @@ class Expert:
             return
         # A standing obstacle in the lane ahead: pass it once the borrowed lane is clear.
         blockers = []
-        for m in np.nonzero(act.active[w] & ((act.mode[w] == A.MODE_STATIC) | (act.speed[w] < 0.1) & ~act.started[w]))[0]:
+        for m in np.nonzero(act.present[w] & ((act.mode[w] == A.MODE_STATIC) | (act.speed[w] < 0.1) & ~act.started[w]))[0]:
             j = self._route_index_of(act.x[w, m], act.y[w, m], progress)
             if j is None:
                 continue
@@ -262,7 +265,7 @@ class Expert:
         last = max(j + hl for j, hl in blockers)
         if first - progress > 45:
             return
-        side = self._side_for_pass(progress)
+        side = self._side_for_pass(first)
         if side == 0.0:
             return
         start = max(progress + 1.0, first - 18.0)

@@ -20,7 +20,7 @@ from minddrive.sim.criteria import BLOCKED_SECONDS, RouteCriteria
 from minddrive.sim.metric_info import metric_info_from_trace
 from minddrive.sim.records import route_record, score_penalty
 from minddrive.sim.roads import right_normal, wrap_angle
-from minddrive.sim.scenarios import (ALL_RED, GREEN, LIGHT_PERIOD, SCENARIO_TIMEOUT_TYPES, SCENARIO_TYPES, YELLOW,
+from minddrive.sim.scenarios import (ALL_RED, CONTROL_NOISE_RADIUS, GREEN, LIGHT_PERIOD, SCENARIO_TIMEOUT_TYPES, SCENARIO_TYPES, YELLOW,
                                       ScenarioWorld, build_scenario)
 
 MAX_ACTORS = 16
@@ -65,6 +65,12 @@ class VecDriveEnv:
         self.light_group, self.light_offset = np.zeros((W, MAX_LIGHTS)), z()
         self.light_valid = np.zeros((W, MAX_LIGHTS), bool)
         self.ego_light = np.full(W, -1)
+        # TrafficLightFreezer (SignalizedJunctionLeftTurn): start distance, game time it began, delay, states.
+        self.freeze_at, self.freeze_t0, self.freeze_delay = np.full(W, np.inf), np.full(W, np.inf), z()
+        self.freeze_initial, self.freeze_final = np.zeros((W, MAX_LIGHTS), int), np.zeros((W, MAX_LIGHTS), int)
+        # ControlLoss noise spots: route distance and (throttle mean, std, steer mean, std) of each.
+        self.noise_s, self.noise_param = np.full((W, 3), np.inf), np.zeros((W, 3, 4))
+        self._noise_rng: list[np.random.Generator | None] = [None] * W
         self._penalty = np.ones(W)
         self.walker = np.zeros((W, MAX_ACTORS), bool)           # actors a car does not stop against
         self.worlds: list[ScenarioWorld | None] = [None] * W
@@ -138,6 +144,16 @@ class VecDriveEnv:
             if np.isfinite(light.route_stop_s):
                 self.ego_light[i] = k
         self.light_offset[i] = world.light_offset
+        self.freeze_at[i], self.freeze_t0[i] = np.inf, np.inf
+        if world.light_freeze is not None:
+            at, delay, initial, final = world.light_freeze
+            L = len(world.lights)
+            self.freeze_at[i], self.freeze_delay[i] = at, delay
+            self.freeze_initial[i, :L], self.freeze_final[i, :L] = initial, final
+        self.noise_s[i], self.noise_param[i] = np.inf, 0.0
+        for k, (at, *param) in enumerate(world.control_noise[:3]):
+            self.noise_s[i, k], self.noise_param[i, k] = at, param
+        self._noise_rng[i] = np.random.default_rng([seed & 0xFFFFFFFF, 7]) if world.control_noise else None
         self._penalty[i] = 1.0
         self.actors.load(i, world.actors)
         self.walker[i] = False
@@ -155,6 +171,9 @@ class VecDriveEnv:
         controls = self._validate(controls)
         live = ~self.criteria.done
         dt = self.dt
+        noisy = (np.abs(self.progress[:, None] - self.noise_s) < CONTROL_NOISE_RADIUS) & live[:, None]
+        if noisy.any():
+            controls = self._add_control_noise(controls, noisy)
         before = self.criteria.completion.copy()
 
         # 1. Ego dynamics (finished worlds stay where they are).
@@ -183,9 +202,10 @@ class VecDriveEnv:
             self.kinematics[i].append((self.x[i], self.y[i], self.yaw[i], self.accel[i, 0], self.accel[i, 1], self.yaw_rate[i]))
 
         # 2. Lights, then NPCs (IDM, scripted walkers, hard brakers).
-        lights = light_states(self.time, self.light_offset, self.light_group)
-        light_red = (lights != 2) & self.light_valid
         self._project_on_route()
+        self.freeze_t0 = np.where(np.isinf(self.freeze_t0) & (self.progress >= self.freeze_at), self.time, self.freeze_t0)
+        lights = self._light_states(slice(None))
+        light_red = (lights != 2) & self.light_valid
         A.step_actors(self.actors, self.ego_box(), self.speed, self.progress, light_red, self.time, dt)
 
         # 3. Criteria on the new state. An actor in contact with the ego stops where it is (crashed).
@@ -219,6 +239,23 @@ class VecDriveEnv:
                 self._penalty[i] = score_penalty(self.criteria.infractions[i], float(self.criteria.outside_percentage[i]))
         infos = [self._info(i, events[i]) for i in range(W)]
         return self._observe(), rewards, terminated, np.zeros(W, bool), infos
+
+    def _add_control_noise(self, controls: np.ndarray, noisy: np.ndarray) -> np.ndarray:
+        """ControlLoss's AddNoiseToRouteEgo: Gaussian throttle and steer noise near each noise spot."""
+        controls = controls.copy()
+        for i in np.nonzero(noisy.any(1))[0]:
+            mu_t, sd_t, mu_s, sd_s = self.noise_param[i, int(np.argmax(noisy[i]))]
+            draw = self._noise_rng[i].standard_normal(2)
+            controls[i, 1] = np.clip(controls[i, 1] + mu_t + sd_t * draw[0], 0.0, 1.0)
+            controls[i, 0] = np.clip(controls[i, 0] + mu_s + sd_s * draw[1], -1.0, 1.0)
+        return controls
+
+    def _light_states(self, rows) -> np.ndarray:
+        """CARLA states of worlds ``rows``' lights: the cycle, or a TrafficLightFreezer's held states."""
+        states = light_states(self.time[rows], self.light_offset[rows], self.light_group[rows])
+        elapsed = (self.time[rows] - self.freeze_t0[rows])[:, None]
+        held = np.where(elapsed < self.freeze_delay[rows][:, None], self.freeze_initial[rows], self.freeze_final[rows])
+        return np.where(np.isfinite(elapsed), held, states)
 
     def _validate(self, controls) -> np.ndarray:
         arr = np.asarray(controls, dtype=np.float64)
@@ -418,11 +455,11 @@ class VecDriveEnv:
                          brake=float(self.control[i, 2]))
         others = []
         for k, spec in enumerate(world.actors):
-            if act.active[i, k]:
+            if act.present[i, k]:
                 others.append(ActorState(id=ACTOR_ID_BASE + k, kind=spec.kind, type_id=spec.type_id,
                                          x=float(act.x[i, k]), y=float(act.y[i, k]), yaw=float(act.yaw[i, k]),
                                          speed=float(act.speed[i, k]), extent=tuple(spec.extent)))
-        states = light_states(self.time[i:i + 1], self.light_offset[i:i + 1], self.light_group[i:i + 1])[0]
+        states = self._light_states(slice(i, i + 1))[0]
         lights = [TrafficLight(id=1000 + k, x=l.x, y=l.y, state=int(states[k]), stop_line=l.stop_line,
                                affects_ego=k == self.ego_light[i]) for k, l in enumerate(world.lights)]
         signs = [StopSign(id=2000 + k, x=s.x, y=s.y, stop_line=s.stop_line, affects_ego=True)
@@ -447,5 +484,5 @@ class VecDriveEnv:
         """Nothing to release for the embedded simulator."""
 
     def light_state_of(self, i: int) -> np.ndarray:
-        return light_states(self.time[i:i + 1], self.light_offset[i:i + 1], self.light_group[i:i + 1])[0]
+        return self._light_states(slice(i, i + 1))[0]
 
