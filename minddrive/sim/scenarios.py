@@ -437,7 +437,7 @@ def _crossing_walker(rng, route: Route, s: float, speed: float, reaction_time: f
     """A walker (or cyclist) crossing the route at ``s``, started like Bench2Drive's crossing scenarios:
     once the ego is ``reaction_time`` s (at its speed) or ``min_dist`` m from the crossing point."""
     from minddrive.sim.roads import resample
-    start_lat = side * (lateral_start if lateral_start is not None else LANE_WIDTH + 1.5)
+    start_lat = side * (lateral_start if lateral_start is not None else LANE_WIDTH / 2 + 1.5)   # the kerb
     start, _ = _route_pose(route, s + forward, start_lat)
     end, _ = _route_pose(route, s + forward, -side * (LANE_WIDTH + 3.0))
     path = resample(np.stack([start, end]))

@@ -36,7 +36,9 @@ def test_creeping_into_one_parked_car_counts_one_collision_and_the_car_holds():
     core = env.core
     slot = [k for k, a in enumerate(core.worlds[0].actors) if a.role == "blocker"][0]
     # The ego stands at the car's tail: bumper gap under 0.1 m, never through it.
-    gap = np.hypot(core.actors.x[0, slot] - core.x[0], core.actors.y[0, slot] - core.y[0]) - 2.44 - 2.3
+    # (the car stands pushed towards the kerb, so the gap is measured along the ego's heading)
+    gap = (core.actors.x[0, slot] - core.x[0]) * np.cos(core.yaw[0]) + \
+        (core.actors.y[0, slot] - core.y[0]) * np.sin(core.yaw[0]) - 2.44 - 2.3
     assert -0.05 < gap < 0.1
     assert record["status"] == "Failed - TickRuntime"    # the scenario timeout behaviour keeps ActorBlocked off
 
