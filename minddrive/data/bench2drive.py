@@ -23,7 +23,8 @@ from minddrive.utils.geometry import carla_matrix as ue_matrix  # UE location + 
 
 from minddrive.constants import B2D_IMAGE_SIZE, CAMERA_FOLDERS, CAMERA_NAMES, CAMERA_RIG
 
-CLIP_NAME = re.compile(r"^(?P<scenario>.+?)_(?P<town>Town\w+?)_Route(?P<route>\d+)_Weathe?r?(?P<weather>\d*)$")
+# The town field is a CARLA town (``Town12``, ``Town10HD``) or an embedded network (``EmbeddedTown03_seed7``).
+CLIP_NAME = re.compile(r"^(?P<scenario>.+?)_(?P<town>(?:Embedded)?Town\w+?)_Route(?P<route>\d+)_Weathe?r?(?P<weather>\d*)$")
 ANNO_DIR = "anno"
 CAMERA_DIR = "camera"
 

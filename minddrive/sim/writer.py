@@ -34,6 +34,7 @@ import numpy as np
 
 from minddrive.constants import ABILITIES, CAMERA_FOLDERS, CAMERA_NAMES, CAMERA_RIG, NUM_SPEED_ACTIONS
 from minddrive.errors import UserError
+from minddrive.sim.hdmap import map_name, write_hd_map
 from minddrive.sim.scene import ACTOR_CLASS, ActorState, Scene
 from minddrive.sim.sensors import B2D_IMAGE_SIZE_HW, camera_calibration, carla_matrix, render_cameras
 from minddrive.sim.terrain import Terrain
@@ -45,6 +46,7 @@ SAVE_DISTANCE = 100.0            # Bench2Drive DIS_*_SAVE
 GRAVITY = 9.81                   # a CARLA IMU accelerometer reads +g on z at rest
 LIDAR_MOUNT = dict(x=-0.39, y=0.0, z=1.84)
 SPLIT_FILE = "split.json"        # {"val": ["v1/<clip>", ...]} as bench2drive_base_train_val_split.json
+MAPS_DIR = "maps"                # <out_root>/maps/<town>_seed<seed>_HD_map.npz, for prepare-data --map-root
 
 # Approximations of CARLA weather presets (the 8 keys loaders match against weather.xml).
 _WEATHER_PRESETS = (
@@ -69,9 +71,10 @@ def weather_dict(weather_id: int) -> dict[str, float]:
     return dict(_WEATHER_PRESETS[int(weather_id) % len(_WEATHER_PRESETS)])
 
 
-def clip_name(scene: Scene, route_number: int) -> str:
+def clip_name(scene: Scene, route_number: int, town: str | None = None) -> str:
+    """``<Scenario>_<town>_Route<N>_Weather<W>``; ``town`` (default the scene's) is the clip's map name."""
     scenario = scene.scenario_type or "NoScenario"
-    return f"{scenario}_{scene.town}_Route{int(route_number)}_Weather{int(scene.weather_id)}"
+    return f"{scenario}_{town or scene.town}_Route{int(route_number)}_Weather{int(scene.weather_id)}"
 
 
 # --- annotation ----------------------------------------------------------------------------------
@@ -269,10 +272,14 @@ def write_clip(env, expert, out_root: str | os.PathLike, seed: int, scenario: st
                route_number: int | None = None, image_size: tuple[int, int] = B2D_IMAGE_SIZE_HW,
                jpeg_quality: int = DEFAULT_JPEG_QUALITY, vqa_root: str | os.PathLike | None = None,
                split: str = "train", max_frames: int | None = None,
-               frame_vqa: Callable[[Scene, int, int, int, int], list] | None = None) -> Path:
+               frame_vqa: Callable[[Scene, int, int, int, int], list] | None = None,
+               map_root: str | os.PathLike | None = None) -> Path:
     """Drive one route with ``expert`` and write one Bench2Drive clip (and its VQA); returns the clip folder.
 
     With ``vqa_root``, ``frame_vqa(scene, speed_index, path_index, seed, frame)`` gives each frame's VQA turns.
+    The clip's town field is the name of the road network it drives (``<town>_seed<seed>``,
+    :func:`minddrive.sim.hdmap.map_name`); with ``map_root``, that network's HD map is written there as
+    ``<name>_HD_map.npz`` in ``tools/gen_hdmap.py``'s format, before the clip is complete.
 
     ``route_number`` (default ``seed``) names the clip ``..._Route<N>_...`` and must be unique in
     ``out_root``; a clip already there is kept as it is (re-runs resume).
@@ -291,7 +298,9 @@ def write_clip(env, expert, out_root: str | os.PathLike, seed: int, scenario: st
         options["scenario"] = scenario
     env.reset(seed=int(seed), options=options or None)
     scene = env.snapshot()
-    name = clip_name(scene, route_number)
+    world = getattr(env, "world", None)
+    network_name = map_name(scene.town, seed) if world is not None else None
+    name = clip_name(scene, route_number, network_name)
     tmp_clip = out_root / f".{name}.partial"
     tmp_vqa = Path(vqa_root) / split / f".{name}.partial" if vqa_root is not None else None
     for tmp in (tmp_clip, tmp_vqa):
@@ -328,6 +337,8 @@ def write_clip(env, expert, out_root: str | os.PathLike, seed: int, scenario: st
         final_vqa = tmp_vqa.parent / name
         shutil.rmtree(final_vqa, ignore_errors=True)
         os.replace(tmp_vqa, final_vqa)
+    if map_root is not None and world is not None:
+        write_hd_map(map_root, network_name, world, terrain(scene.town))
     final = out_root / name
     os.replace(tmp_clip, final)   # last: a clip folder only exists once complete (its VQA too)
     return final
@@ -371,7 +382,8 @@ def write_dataset(out_root: str | os.PathLike, num_routes: int, seed: int = 0, v
                   scenarios: tuple[str, ...] | None = None, env_cfg: dict | None = None,
                   max_frames: int | None = None,
                   frame_vqa: Callable[[Scene, int, int, int, int], list] | None = None) -> list[Path]:
-    """Write ``num_routes`` clips under ``<out_root>/v1/`` spread over scenario types, plus ``split.json``.
+    """Write ``num_routes`` clips under ``<out_root>/v1/`` spread over scenario types, plus ``split.json``, and
+    the HD map of each clip's road network under ``<out_root>/maps/`` (``prepare-data --map-root``).
 
     Route ``i`` uses episode seed ``seed * 100_000 + i`` (also its route number, so names are unique
     and a re-run with the same arguments skips finished clips). A ``val_fraction`` of the routes,
@@ -390,7 +402,8 @@ def write_dataset(out_root: str | os.PathLike, num_routes: int, seed: int = 0, v
                                                  replace=False).tolist())
     jobs = [dict(env_cfg=env_cfg, out_root=clips_root, seed=seed * 100_000 + i, scenario=scenarios[i % len(scenarios)],
                  image_size=tuple(image_size), jpeg_quality=jpeg_quality, vqa_root=vqa_root,
-                 split="val" if i in val else "train", max_frames=max_frames, frame_vqa=frame_vqa)
+                 split="val" if i in val else "train", max_frames=max_frames, frame_vqa=frame_vqa,
+                 map_root=Path(out_root) / MAPS_DIR)
             for i in range(num_routes)]
     results: dict[int, str] = {}
     with tqdm(total=num_routes, desc="sim-data clips", unit="clip") as bar:
@@ -410,4 +423,4 @@ def write_dataset(out_root: str | os.PathLike, num_routes: int, seed: int = 0, v
 
 
 __all__ = ["write_clip", "write_dataset", "frame_annotation", "actor_box", "clip_name", "weather_dict",
-           "meta_action_indices", "FRAME_RATE", "DEFAULT_JPEG_QUALITY", "SPLIT_FILE"]
+           "meta_action_indices", "FRAME_RATE", "DEFAULT_JPEG_QUALITY", "SPLIT_FILE", "MAPS_DIR"]
