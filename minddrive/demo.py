@@ -153,8 +153,11 @@ def make_data(paths: DemoPaths, settings: DemoSettings) -> dict[str, Any]:
 def make_infos(paths: DemoPaths, settings: DemoSettings) -> dict[str, Any]:
     from minddrive.data.infos import build_info_index
 
+    from minddrive.sim.writer import MAPS_DIR
+
+    # The road boundaries come from the HD maps the data step wrote next to the clips.
     summary = build_info_index(paths.data, paths.data / "split.json", paths.infos, vqa_root=str(paths.vqa),
-                               workers=settings.workers)
+                               workers=settings.workers, map_root=str(paths.data / MAPS_DIR))
     return dict(train=summary["train"], val=summary["val"], skipped=len(summary["skipped"]))
 
 

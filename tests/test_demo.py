@@ -38,6 +38,13 @@ def test_quick_demo_runs_end_to_end_and_resumes(tmp_path):
     for name in pictures:
         assert (work / "report" / name).stat().st_size > 1000, name
     assert "IL + RL" in first.stdout and (work / "report" / "report.md").is_file()
+    # The data step wrote each route's HD map next to the clips; every frame's road boundaries come from them.
+    from minddrive.data.infos import load_info_index
+
+    maps = {path.name for path in (work / "data" / "maps").glob("*_HD_map.npz")}
+    infos = load_info_index(work / "data" / "infos" / "b2d_infos_train.pkl")[0]
+    assert {f"{info['town']}_HD_map.npz" for info in infos} <= maps
+    assert all(info["map_mask"].sum() >= 20 for info in infos)
 
     # A second run finds every step done and only prints the table again.
     second = _demo(work)

@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 from minddrive.sim.cli import POLICIES, drive_routes, evaluation_routes
+from minddrive.sim.hdmap import map_name
 from minddrive.sim.metric_info import write_metric_info
 from minddrive.sim.opendrive import junction_completion, route_xml_element, write_route_xml, write_xodr
 from minddrive.sim.records import checkpoint, save_name
@@ -48,9 +49,9 @@ def run_sim_eval(routes: list[dict], policy: str, out: Path, stem: str, progress
         record["save_name"] = save_name(record["route_id"], record["town_name"], record["scenario_name"],
                                         record["weather_id"], started)
         write_metric_info(out / record["save_name"], env.metric_info())
-        map_name = f"{world.town}_seed{route['seed']}"
-        write_xodr(out / MAPS_DIR, map_name, world.network)
-        xml_routes.append(route_xml_element(route["id"], map_name, world.route, record["scenario_name"],
+        network = map_name(world.town, route["seed"])
+        write_xodr(out / MAPS_DIR, network, world.network)
+        xml_routes.append(route_xml_element(route["id"], network, world.route, record["scenario_name"],
                                             route["scenario_type"], world.weather_id))
         junctions[route["id"]] = round(junction_completion(world.route), 6)
 
