@@ -1,6 +1,6 @@
 """Fault injection: every refusal is one line on stderr with a non-zero exit, and leaves existing outputs as they were.
 
-Covers the output-path rule (score, convert, eval), resume keyed on content (eval, collect), config
+Covers the output-path rule (score, convert, eval, decouple, ppo, rl-loop), resume keyed on content (eval, collect), config
 validation, non-finite actions, and damaged input files (checkpoints, routes, indexes, steps, episodes).
 Training work dirs are in tests/train/test_work_dir_rules.py (they need the toy trainer).
 """
@@ -362,3 +362,136 @@ def test_damaged_step_and_episode_files_are_one_line(tmp_path, capsys):
     rc = main(["decouple", str(rollouts), "--out", str(tmp_path / "dec")])
     one_line_error(capsys, rc, "seed1.pt: unreadable episode buffer")
     assert snapshot(rollouts) == before
+
+
+# ----------------------------------------------------------- RL folders: decouple, ppo, rl-loop
+CORRIDOR = """
+custom_imports = dict(imports=['rl_fakes'], allow_failed_imports=False)
+model = dict(type='CorridorPolicy', hidden=8)
+env = dict(type='CorridorEnv')
+reward = dict(type='SparseRouteReward')
+rollout = dict(num_workers=0, envs_per_worker=2, decision_interval=5, controller='rl_fakes.SpeedController')
+rl_routes = dict(type='seeds', count=2, seed_start=1000000, scenarios=['SignalizedJunctionLeftTurn'])
+ppo = dict(epochs=1, batch_size=8, learning_rate=0.01)
+"""
+
+
+@pytest.fixture
+def corridor_run(tmp_path, monkeypatch):
+    """Two corridor checkpoints (``il``, ``other``), a collection with ``il`` and its decoupled steps (``dec``)."""
+    rl_dir = str(REPO / "tests" / "rl")
+    monkeypatch.syspath_prepend(rl_dir)
+    monkeypatch.setenv("PYTHONPATH", f"{rl_dir}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    from minddrive.config import load_config
+    from minddrive.rl.collector import collect
+    from minddrive.rl.decouple import decouple
+
+    from rl_fakes import CorridorPolicy
+
+    torch.manual_seed(0)
+    CorridorPolicy(hidden=8).save_checkpoint(str(tmp_path / "il"))
+    CorridorPolicy(hidden=8).save_checkpoint(str(tmp_path / "other"))
+    (tmp_path / "cfg.py").write_text(CORRIDOR)
+    cfg = load_config(tmp_path / "cfg.py")
+    collect(cfg, str(tmp_path / "il"), tmp_path / "roll", num_workers=0, show_progress=False)
+    decouple([tmp_path / "roll"], tmp_path / "dec", show_progress=False)
+    return tmp_path
+
+
+def foreign_folder(path: Path) -> dict[str, bytes]:
+    (path / "notes").mkdir(parents=True)
+    (path / "notes" / "results.txt").write_text("someone's results")
+    return snapshot(path)
+
+
+def moved_aside(path: Path) -> list[Path]:
+    return sorted(path.parent.glob(f"{path.name}.old-*"))
+
+
+def test_decouple_refuses_a_folder_it_did_not_write_and_resumes_its_own(corridor_run, capsys):
+    root = corridor_run
+    out = root / "steps_out"
+    before = foreign_folder(out)
+    rc = main(["decouple", str(root / "roll"), "--out", str(out)])
+    one_line_error(capsys, rc, str(out), "not written by 'minddrive decouple'", "--overwrite")
+    assert snapshot(out) == before
+
+    assert main(["decouple", str(root / "roll"), "--out", str(out), "--overwrite"]) == 0
+    [aside] = moved_aside(out)
+    assert snapshot(aside) == before and (out / "dataset_index.pkl").is_file()
+    first = snapshot(out)
+    assert main(["decouple", str(root / "roll"), "--out", str(out)]) == 0     # its own run: rewritten as it was
+    assert snapshot(out).keys() == first.keys()
+
+
+def test_decouple_refuses_rollouts_of_another_checkpoint_into_its_folder(corridor_run, capsys):
+    from minddrive.config import load_config
+    from minddrive.rl.collector import collect
+
+    root = corridor_run
+    collect(load_config(root / "cfg.py"), str(root / "other"), root / "roll_other", num_workers=0,
+            show_progress=False)
+    before = snapshot(root / "dec")
+    rc = main(["decouple", str(root / "roll_other"), "--out", str(root / "dec")])
+    one_line_error(capsys, rc, "another ckpt_fingerprint", "--overwrite")
+    assert snapshot(root / "dec") == before
+
+
+def test_ppo_refuses_a_folder_it_did_not_write_and_another_run(corridor_run, capsys):
+    root = corridor_run
+    work = root / "ppo"
+    command = ["ppo", str(root / "cfg.py"), "--index", str(root / "dec" / "dataset_index.pkl"), "--work-dir", str(work)]
+    before = foreign_folder(work)
+    rc = main(command + ["--ckpt", str(root / "il")])
+    one_line_error(capsys, rc, "not written by 'minddrive ppo'", "--overwrite")
+    assert snapshot(work) == before
+
+    assert main(command + ["--ckpt", str(root / "il"), "--overwrite"]) == 0
+    [aside] = moved_aside(work)
+    assert snapshot(aside) == before and (work / "ckpt" / "model.safetensors").is_file()
+    assert main(command + ["--ckpt", str(root / "il")]) == 0                    # the same run again: accepted
+    capsys.readouterr()
+    done = snapshot(work)
+    rc = main(command + ["--ckpt", str(root / "other")])                        # other weights: refused
+    one_line_error(capsys, rc, "another checkpoint_sha256", "--overwrite")
+    assert snapshot(work) == done
+
+
+def test_rl_loop_refuses_a_folder_it_did_not_write(corridor_run, capsys):
+    root = corridor_run
+    work = root / "rl"
+    before = foreign_folder(work)
+    rc = main(["rl-loop", str(root / "cfg.py"), "--ckpt", str(root / "il"), "--work-dir", str(work),
+               "--iterations", "1"])
+    one_line_error(capsys, rc, "not written by 'minddrive rl-loop'", "--overwrite")
+    assert snapshot(work) == before
+
+
+@pytest.mark.parametrize("verb", ["decouple", "ppo", "rl-loop"])
+def test_a_live_lock_stops_a_second_run(corridor_run, capsys, verb):
+    """A folder held by a running process (here this one) is refused in one line and left as it was."""
+    import socket
+
+    from minddrive.config import load_config
+    from minddrive.rl.buffer import checkpoint_fingerprint
+    from minddrive.rl.collector import load_run_meta
+    from minddrive.utils.io import LOCK_FILE, claim_dir, config_sha256, hash_files
+
+    root = corridor_run
+    work = root / "held"
+    cfg, il, index = load_config(root / "cfg.py"), root / "il", root / "dec" / "dataset_index.pkl"
+    run = load_run_meta(root / "roll")
+    identity = {"decouple": {k: run[k] for k in ("config_fingerprint", "ckpt_fingerprint")},
+                "ppo": dict(config_sha256=config_sha256(cfg), checkpoint_sha256=checkpoint_fingerprint(il),
+                            index_sha256=hash_files([index])),
+                "rl-loop": dict(config_sha256=config_sha256(cfg), checkpoint_sha256=checkpoint_fingerprint(il))}
+    claim_dir(work, verb, identity[verb])
+    (work / LOCK_FILE).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    before = snapshot(work)
+    command = {"decouple": ["decouple", str(root / "roll"), "--out", str(work)],
+               "ppo": ["ppo", str(root / "cfg.py"), "--ckpt", str(il), "--index", str(index), "--work-dir", str(work)],
+               "rl-loop": ["rl-loop", str(root / "cfg.py"), "--ckpt", str(il), "--work-dir", str(work),
+                           "--iterations", "1"]}[verb]
+    rc = main(command)
+    one_line_error(capsys, rc, f"(pid {os.getpid()} on", "is writing here")
+    assert snapshot(work) == before

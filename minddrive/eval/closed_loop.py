@@ -376,12 +376,10 @@ def evaluate(cfg: Any, ckpt: str | None = None, suite: str | Suite = DEFAULT_SUI
 
 def run_identity(cfg: Any, ckpt: str | None, policy: str | None, suite: Suite) -> dict:
     """What produced an evaluation folder: suite, policy, and the content (not the path) of checkpoint and config."""
-    from minddrive.utils.io import hash_json, hash_tree
+    from minddrive.utils.io import config_sha256, hash_tree
 
-    data = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg or {})
-    data = {k: v for k, v in data.items() if k not in ("filename", "work_dir")}
     identity = {"suite": suite.sha256, "policy": f"builtin:{policy}" if policy else "checkpoint",
-                "config_sha256": hash_json(data)}
+                "config_sha256": config_sha256(cfg)}
     if not policy and ckpt:
         identity["checkpoint_sha256"] = hash_tree(ckpt, skip=("training_state.pt",))
     return identity

@@ -20,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
         parser.add_argument("--gae-lambda", type=float, default=None,
                             help=f"GAE lambda (default: config rl.gae_lambda or {ReturnParams.gae_lambda})")
         parser.add_argument("--config", default=None, help="read rl.gamma / rl.gae_lambda from this config")
+        parser.add_argument("--overwrite", action="store_true",
+                            help="move an --out of another run aside (nothing is deleted) and start afresh")
         return
     parser.add_argument("config", help="mmengine Python config")
     parser.add_argument("--cfg-options", nargs="+", default=None, metavar="KEY=VALUE", help="override config keys")
@@ -35,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
         parser.add_argument("--ckpt", required=True, help="checkpoint the rollouts were collected with (IL or RL)")
         parser.add_argument("--index", required=True, help="dataset_index.pkl from 'minddrive decouple'")
         parser.add_argument("--work-dir", default=None, help="output folder (default: work_dirs/<config>_ppo)")
+        parser.add_argument("--overwrite", action="store_true",
+                            help="move a --work-dir of another run aside (nothing is deleted) and start afresh")
     elif verb == "rl-loop":
         parser.add_argument("--ckpt", required=True, help="the IL checkpoint to start from")
         parser.add_argument("--iterations", type=int, default=None,
@@ -42,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
         parser.add_argument("--work-dir", default=None, help="output folder (default: work_dirs/<config>_rl)")
         parser.add_argument("--workers", type=int, default=None)
         parser.add_argument("--ray-address", default=None)
+        parser.add_argument("--overwrite", action="store_true",
+                            help="move a --work-dir of another run aside (nothing is deleted) and start afresh")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
         values.update({key: value for key, value in (("gamma", args.gamma), ("gae_lambda", args.gae_lambda))
                        if value is not None})
         returns = ReturnParams.from_config(values, args.config or "decouple")
-        index = decouple(args.rollouts, args.out, gamma=returns.gamma, gae_lambda=returns.gae_lambda)
+        index = decouple(args.rollouts, args.out, gamma=returns.gamma, gae_lambda=returns.gae_lambda,
+                         overwrite=args.overwrite)
         print(f"decouple: {len(index['steps'])} steps from {index['num_episodes']} episodes "
               f"(mean return {index['mean_return']:.3f}) -> {Path(args.out) / 'dataset_index.pkl'}")
         return 0
@@ -69,14 +76,15 @@ def run(args: argparse.Namespace) -> int:
     elif args.verb == "ppo":
         from minddrive.rl.ppo import train_ppo
 
-        summary = train_ppo(cfg, args.ckpt, args.index, args.work_dir or f"work_dirs/{name}_ppo")
+        summary = train_ppo(cfg, args.ckpt, args.index, args.work_dir or f"work_dirs/{name}_ppo",
+                            overwrite=args.overwrite)
     elif args.verb == "rl-loop":
         from minddrive.rl.loop import rl_loop
 
         if args.iterations is not None and args.iterations < 1:
             raise UserError(f"--iterations {args.iterations}: expected a positive integer")
         summary = rl_loop(cfg, args.ckpt, args.work_dir or f"work_dirs/{name}_rl", args.iterations,
-                          num_workers=args.workers, ray_address=args.ray_address)
+                          num_workers=args.workers, ray_address=args.ray_address, overwrite=args.overwrite)
         summary = {k: v for k, v in summary.items() if k != "iterations"}
     else:
         raise UserError(f"unknown verb {args.verb!r}")

@@ -11,9 +11,12 @@ with GAE here, once, from the rollout-time values.
      "steps": [{"file": "steps/<route>/000012.pt", "route_key", "t", "action", "log_prob",
                 "value", "reward", "return", "advantage", "episode_start", "done"}, ...]}
 
-Re-running is safe: step files are written atomically and identical names are overwritten with
-identical content; the index is replaced in one rename. Buffers from a different config or
-checkpoint than the rest (or than an existing index in ``out``) are refused.
+``out`` is this command's own folder (``utils.io.claim_dir``): its owner record names the
+collection run (config and checkpoint content) the steps come from, and a lock stops two
+decouples writing into it at once. Re-running the same run is safe: step files are written
+atomically and identical names are overwritten with identical content; the index is replaced in
+one rename. Buffers from a different config or checkpoint than the rest (or than the run ``out``
+holds) are refused; a folder of another command or of nobody too (``overwrite`` moves it aside).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from minddrive.rl.buffer import list_episodes, read_episode, unpack_obs
 from minddrive.rl.collector import load_run_meta
 from minddrive.rl.gae import compute_gae
 from minddrive.rl.settings import ReturnParams
-from minddrive.utils.io import atomic_path, read_pickled
+from minddrive.utils.io import atomic_path, claim_dir, read_pickled, run_lock
 
 INDEX_NAME = "dataset_index.pkl"
 INDEX_VERSION = 1
@@ -59,7 +62,7 @@ def load_index(path: str | os.PathLike) -> dict:
 
 def decouple(rollout_dirs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
              gamma: float = ReturnParams.gamma, gae_lambda: float = ReturnParams.gae_lambda,
-             show_progress: bool = True) -> dict:
+             show_progress: bool = True, overwrite: bool = False) -> dict:
     """Split every episode buffer of ``rollout_dirs`` into step files under ``out_dir``; returns the index."""
     rollout_dirs = [Path(d) for d in rollout_dirs]
     out_dir = Path(out_dir)
@@ -68,13 +71,19 @@ def decouple(rollout_dirs: Iterable[str | os.PathLike], out_dir: str | os.PathLi
     run = load_run_meta(rollout_dirs[0])
     for directory in rollout_dirs[1:]:
         _check_compatible(run, load_run_meta(directory), str(directory / "run.json"))
-    index_path = out_dir / INDEX_NAME
-    if index_path.exists():
-        _check_compatible(run, load_index(index_path)["run"], str(index_path))
-
     episodes = [path for directory in rollout_dirs for path in list_episodes(directory)]
     if not episodes:
         raise UserError(f"{rollout_dirs[0]}: no episode buffers (episodes/*.pt); run 'minddrive collect' first")
+    claim_dir(out_dir, "decouple", {key: run.get(key) for key in _RUN_KEYS}, overwrite=overwrite)
+    with run_lock(out_dir, "decouple"):
+        return _decouple(run, rollout_dirs, episodes, out_dir, gamma, gae_lambda, show_progress)
+
+
+def _decouple(run: dict, rollout_dirs: list[Path], episodes: list[Path], out_dir: Path, gamma: float,
+              gae_lambda: float, show_progress: bool) -> dict:
+    index_path = out_dir / INDEX_NAME
+    if index_path.exists():
+        _check_compatible(run, load_index(index_path)["run"], str(index_path))
     steps, returns = [], []
     for path in tqdm(episodes, desc="decouple", unit="ep", disable=not show_progress):
         episode = read_episode(path)

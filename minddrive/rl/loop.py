@@ -11,6 +11,11 @@ weights. Layout of ``work_dir``::
     iter_01/done.json                 written last: an iteration with it is never redone
     progress.json, progress.png       Driving Score and mean return per iteration
 
+``work_dir`` is this command's own folder (``utils.io.claim_dir``): its owner record names the
+config and the IL checkpoint content, so a rerun of the same run resumes while one from other
+weights or another config is refused in one line (``overwrite`` moves the folder aside); a lock
+stops two loops writing into it at once. Each step's folder has its own owner record.
+
 Routes: iteration k drives ``cfg.rl_routes`` shifted by ``(k - 1) * count`` seeds, so every
 iteration sees fresh routes, all at seeds >= RL_SEED_START, disjoint from the evaluation suite's
 seeds (< EVAL_SEED_LIMIT). The parity config replaces them with the upstream 44-route XML.
@@ -25,7 +30,8 @@ from typing import Any
 
 from minddrive.errors import UserError
 from minddrive.rl.settings import ReturnParams, config_file
-from minddrive.utils.io import read_json, write_json
+from minddrive.rl.buffer import checkpoint_fingerprint
+from minddrive.utils.io import claim_dir, config_sha256, read_json, run_lock, write_json
 
 
 def evaluate_checkpoint(cfg: Any, ckpt: str | os.PathLike, out_dir: str | os.PathLike,
@@ -68,7 +74,8 @@ def _plot(progress: list[dict], path: Path) -> None:
 
 
 def rl_loop(cfg: Any, il_ckpt: str | os.PathLike, work_dir: str | os.PathLike, iterations: int | None = None,
-            num_workers: int | None = None, ray_address: str | None = None, show_progress: bool = True) -> dict:
+            num_workers: int | None = None, ray_address: str | None = None, show_progress: bool = True,
+            overwrite: bool = False) -> dict:
     """Run (or resume) ``iterations`` RL iterations from ``il_ckpt`` (default: ``cfg.rl_iterations``).
 
     Returns ``dict(iterations=[...], final_ckpt, baseline_driving_score, final_driving_score)``; each
@@ -78,16 +85,25 @@ def rl_loop(cfg: Any, il_ckpt: str | os.PathLike, work_dir: str | os.PathLike, i
     """
     if iterations is None:
         iterations = int(cfg.get("rl_iterations", 3))
-    from minddrive.rl.collector import collect
-    from minddrive.rl.decouple import INDEX_NAME, decouple
-    from minddrive.rl.ppo import ppo_settings, train_ppo
+    from minddrive.rl.ppo import ppo_settings
 
     if not Path(il_ckpt).exists():
         raise UserError(f"--ckpt {il_ckpt}: checkpoint not found")
     returns = ReturnParams.from_config(cfg.get("rl"), config_file(cfg))
     ppo_settings(cfg)  # a bad PPO setting fails now, not after the baseline evaluation and the first rollouts
     work_dir = Path(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
+    identity = dict(config_sha256=config_sha256(cfg), checkpoint_sha256=checkpoint_fingerprint(il_ckpt))
+    claim_dir(work_dir, "rl-loop", identity, overwrite=overwrite)
+    with run_lock(work_dir, "RL loop"):
+        return _rl_loop(cfg, il_ckpt, work_dir, iterations, returns, num_workers, ray_address, show_progress)
+
+
+def _rl_loop(cfg: Any, il_ckpt: str | os.PathLike, work_dir: Path, iterations: int, returns: ReturnParams,
+             num_workers: int | None, ray_address: str | None, show_progress: bool) -> dict:
+    from minddrive.rl.collector import collect
+    from minddrive.rl.decouple import INDEX_NAME, decouple
+    from minddrive.rl.ppo import train_ppo
+
     per_iteration = int(cfg.rl_routes.get("count", 0)) if cfg.rl_routes.get("type", "seeds") == "seeds" else 1
 
     baseline = evaluate_checkpoint(cfg, il_ckpt, work_dir / "baseline" / "eval", show_progress)  # resumes

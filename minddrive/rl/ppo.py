@@ -41,10 +41,12 @@ from tqdm import tqdm
 from minddrive.errors import UserError
 from minddrive.interfaces import TrainablePolicy
 from minddrive.models.acceleration import accelerate_for_ppo, own_gradients, regional_compile_options
+from minddrive.rl.buffer import checkpoint_fingerprint
 from minddrive.rl.decouple import load_index, read_step
 from minddrive.rl.settings import config_file, read_settings, setting
 from minddrive.rollout.driver import stack_memory
 from minddrive.rollout.policy import load_policy, policy_module, save_policy
+from minddrive.utils.io import claim_dir, config_sha256, hash_files, run_lock
 
 
 @dataclass
@@ -378,11 +380,32 @@ def ppo_update(policy: TrainablePolicy, optimizer: torch.optim.Optimizer, datase
 
 # --- the job: load, train, save ------------------------------------------------------------------------
 def train_ppo(cfg: Any, ckpt: str | os.PathLike, index_path: str | os.PathLike, work_dir: str | os.PathLike,
-              show_progress: bool = True) -> dict:
-    """``minddrive ppo``: PPO from ``ckpt`` on ``index_path``; writes ``work_dir/ckpt`` (rank 0)."""
+              show_progress: bool = True, overwrite: bool = False) -> dict:
+    """``minddrive ppo``: PPO from ``ckpt`` on ``index_path``; writes ``work_dir/ckpt`` (rank 0).
+
+    ``work_dir`` is this command's own folder (``utils.io.claim_dir``): its owner record names the
+    config, checkpoint and index content the run was made from. The same run again trains afresh into
+    it; a folder of another run, another command or of nobody is refused in one line (``overwrite``
+    moves it aside), and a lock stops two runs writing into it at once.
+    """
+    hp = ppo_settings(cfg)
+    dataset = StepDataset(index_path)   # a damaged index fails before anything is written
+    if len(dataset) == 0:
+        raise UserError(f"{index_path}: the index has no steps")
+    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else int(os.environ.get("RANK", "0"))
+    if rank != 0:   # rank 0 alone claims the folder and holds its lock
+        return _train_ppo(cfg, hp, ckpt, dataset, Path(work_dir), show_progress)
+    identity = dict(config_sha256=config_sha256(cfg), checkpoint_sha256=checkpoint_fingerprint(ckpt),
+                    index_sha256=hash_files([index_path]))
+    claim_dir(work_dir, "ppo", identity, overwrite=overwrite)
+    with run_lock(work_dir, "PPO run"):
+        return _train_ppo(cfg, hp, ckpt, dataset, Path(work_dir), show_progress)
+
+
+def _train_ppo(cfg: Any, hp: PPOHyperParams, ckpt: str | os.PathLike, dataset: StepDataset, work_dir: Path,
+               show_progress: bool) -> dict:
     from minddrive.utils.seed import seed_everything
 
-    hp = ppo_settings(cfg)
     if hp.temperature is None:
         hp.temperature = float((cfg.get("rollout") or {}).get("temperature", 1.0))
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -391,12 +414,8 @@ def train_ppo(cfg: Any, ckpt: str | os.PathLike, index_path: str | os.PathLike, 
     rank, _ = _world()
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     seed_everything(hp.seed + rank)
-    work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
 
-    dataset = StepDataset(index_path)
-    if len(dataset) == 0:
-        raise UserError(f"{index_path}: the index has no steps")
     policy = load_policy(cfg, ckpt, device=str(device))
     accelerate_for_ppo(policy, hp.compile)
     params = select_trainable(policy_module(policy), hp.trainable)
@@ -409,7 +428,7 @@ def train_ppo(cfg: Any, ckpt: str | os.PathLike, index_path: str | os.PathLike, 
     out = work_dir / "ckpt"
     if rank == 0:
         writer.close()
-        save_policy(policy, out, cfg, meta=dict(stage="rl", source_ckpt=str(ckpt), index=str(index_path),
+        save_policy(policy, out, cfg, meta=dict(stage="rl", source_ckpt=str(ckpt), index=str(dataset.index_path),
                                                 hyper_params=asdict(hp), metrics=metrics))
     if distributed:
         dist.barrier()

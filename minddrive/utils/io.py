@@ -114,6 +114,12 @@ def hash_json(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=repr).encode()).hexdigest()
 
 
+def config_sha256(cfg: Any) -> str:
+    """sha256 of a merged config's values, leaving out where its file lies and where the run writes."""
+    data = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg or {})
+    return hash_json({k: v for k, v in data.items() if k not in ("filename", "work_dir")})
+
+
 # ------------------------------------------------------------------------------------ ownership
 def move_aside(path: str | os.PathLike) -> Path:
     """Rename ``path`` to ``<path>.old-<time>`` (never deleting it) and say so on stderr; returns the new name."""

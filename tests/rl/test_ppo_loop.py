@@ -145,6 +145,15 @@ def test_rl_loop_runs_resumes_and_plots(tmp_path, monkeypatch):
     run2 = json.loads((tmp_path / "rl" / "iter_02" / "rollouts" / "run.json").read_text())
     assert run2["ckpt"].endswith(os.path.join("iter_01", "ppo", "ckpt")) and run2["route_offset"] == 4
 
+    # other IL weights into the same folder: refused before any work, the finished iterations untouched
+    from minddrive.errors import UserError
+
+    CorridorPolicy(hidden=16).save_checkpoint(str(tmp_path / "il2"), meta=dict(stage="il"))
+    before = {p: p.read_bytes() for p in sorted((tmp_path / "rl").rglob("*")) if p.is_file()}
+    with pytest.raises(UserError, match="another checkpoint_sha256"):
+        rl_loop(cfg, tmp_path / "il2", tmp_path / "rl", iterations=2, show_progress=False)
+    assert {p: p.read_bytes() for p in sorted((tmp_path / "rl").rglob("*")) if p.is_file()} == before
+
 
 def _score_shard(rank: int, world_size: int, init_file: str, index: str, out_dir: str) -> None:
     import torch.distributed as dist
