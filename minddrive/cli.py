@@ -26,6 +26,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "convert": ("minddrive.models.cli", "copy the action expert's LoRA into the decision expert and value net"),
     "collect": ("minddrive.rl.cli", "roll the policy out in parallel simulators and store buffers"),
     "decouple": ("minddrive.rl.cli", "split rollout buffers into per-step files and dataset_index.pkl"),
+    "rl-convert-index": ("minddrive.rl.cli", "convert a decoupled rollout index between this layout and upstream's"),
     "ppo": ("minddrive.rl.cli", "PPO on the decision expert from a decoupled index"),
     "rl-loop": ("minddrive.rl.cli", "iterate collect -> decouple -> PPO -> evaluate"),
     "eval": ("minddrive.eval.cli", "closed-loop evaluation on the embedded benchmark suite"),

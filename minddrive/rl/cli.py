@@ -22,6 +22,17 @@ def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
         parser.add_argument("--config", default=None, help="read rl.gamma / rl.gae_lambda from this config")
         parser.add_argument("--overwrite", action="store_true",
                             help="move an --out of another run aside (nothing is deleted) and start afresh")
+        parser.add_argument("--layout", choices=("minddrive", "upstream"), default="minddrive",
+                            help="minddrive: versioned index of .pt steps; upstream: upstream MindDrive's "
+                                 "dataset_index.pkl + step_*.npz (needs --config and --ckpt)")
+        parser.add_argument("--ckpt", default=None, help="checkpoint the rollouts were collected with (--layout upstream)")
+        return
+    if verb == "rl-convert-index":
+        parser.add_argument("index", help="dataset_index.pkl in either layout")
+        parser.add_argument("--to", required=True, choices=("minddrive", "upstream"), help="the layout to write")
+        parser.add_argument("--out", required=True, help="output folder")
+        parser.add_argument("--config", default=None, help="config of the collecting policy (ours -> upstream)")
+        parser.add_argument("--ckpt", default=None, help="checkpoint of the collecting policy (ours -> upstream)")
         return
     parser.add_argument("config", help="mmengine Python config")
     parser.add_argument("--cfg-options", nargs="+", default=None, metavar="KEY=VALUE", help="override config keys")
@@ -50,7 +61,24 @@ def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
                             help="move a --work-dir of another run aside (nothing is deleted) and start afresh")
 
 
+def _collecting_policy(config: str | None, ckpt: str | None, why: str):
+    if config is None or ckpt is None:
+        raise UserError(f"{why}: give --config and --ckpt of the policy that collected the rollouts")
+    from minddrive.rl.workers import load_policy
+
+    return load_policy(load_config(config), ckpt)
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.verb == "rl-convert-index":
+        from minddrive.rl.index_convert import convert, index_layout
+
+        policy = None
+        if args.to == "upstream" and args.config is not None:
+            policy = _collecting_policy(args.config, args.ckpt, "rl-convert-index --to upstream")
+        path = convert(args.index, args.out, args.to, policy)
+        print(f"rl-convert-index: {index_layout(args.index)} -> {args.to}: {path}")
+        return 0
     if args.verb == "decouple":
         from minddrive.rl.decouple import decouple
 
@@ -58,6 +86,14 @@ def run(args: argparse.Namespace) -> int:
         values.update({key: value for key, value in (("gamma", args.gamma), ("gae_lambda", args.gae_lambda))
                        if value is not None})
         returns = ReturnParams.from_config(values, args.config or "decouple")
+        if args.layout == "upstream":
+            from minddrive.rl.index_convert import decouple_upstream
+
+            policy = _collecting_policy(args.config, args.ckpt, "decouple --layout upstream")
+            path = decouple_upstream(args.rollouts, args.out, policy, gamma=returns.gamma,
+                                     gae_lambda=returns.gae_lambda)
+            print(f"decouple: upstream layout -> {path}")
+            return 0
         index = decouple(args.rollouts, args.out, gamma=returns.gamma, gae_lambda=returns.gae_lambda,
                          overwrite=args.overwrite)
         print(f"decouple: {len(index['steps'])} steps from {index['num_episodes']} episodes "

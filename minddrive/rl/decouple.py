@@ -117,9 +117,11 @@ def _decouple(run: dict, rollout_dirs: list[Path], episodes: list[Path], out_dir
 
 
 def read_step(index_path: str | os.PathLike, entry: dict, images: bool = True) -> dict:
-    """One step file, observation images decoded (they stay PNG-packed on disk), or left out (``images=False``)."""
+    """One step file, observation images decoded (they stay PNG-packed on disk), or left out (``images=False``).
+    Steps converted from upstream's layout carry the decision sequence instead of an observation."""
     step = read_pickled(Path(index_path).parent / entry["file"], "step file", torch_file=True)
-    if not isinstance(step, dict) or "obs" not in step:
+    if not isinstance(step, dict) or ("obs" not in step and "inputs_embeds" not in step):
         raise UserError(f"{Path(index_path).parent / entry['file']}: not a step file of 'minddrive decouple'")
-    step["obs"] = unpack_obs(step["obs"], images=images)
+    if "obs" in step:
+        step["obs"] = unpack_obs(step["obs"], images=images)
     return step

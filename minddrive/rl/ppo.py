@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,6 +43,7 @@ from minddrive.errors import UserError
 from minddrive.interfaces import TrainablePolicy
 from minddrive.models.acceleration import accelerate_for_ppo, own_gradients, regional_compile_options
 from minddrive.rl.buffer import checkpoint_fingerprint
+from minddrive.rl import upstream_format
 from minddrive.rl.decouple import load_index, read_step
 from minddrive.rl.settings import config_file, read_settings, setting
 from minddrive.rollout.driver import stack_memory
@@ -102,11 +104,20 @@ def ppo_settings(cfg: Any) -> PPOHyperParams:
 
 
 class StepDataset(Dataset):
-    """The decoupled steps of one ``dataset_index.pkl`` (one file per step)."""
+    """The decoupled steps of one ``dataset_index.pkl`` (one file per step), in either layout: ours (a versioned
+    dict of ``.pt`` steps, ``minddrive.rl.decouple``) or upstream's (a list of ``step_*.npz`` paths,
+    ``minddrive.rl.upstream_format``). Upstream steps carry the decision LLM's input sequence instead of the
+    observation; they are scored from it (:func:`evaluate_minibatch`)."""
 
     def __init__(self, index_path: str | os.PathLike):
         self.index_path = Path(index_path)
-        self.entries = load_index(index_path)["steps"]
+        if not self.index_path.is_file():
+            raise UserError(f"{index_path}: dataset index not found")
+        with open(self.index_path, "rb") as handle:
+            index = pickle.load(handle)
+        self.upstream_paths = (upstream_format.step_paths(self.index_path, index)
+                               if upstream_format.is_upstream_index(index) else None)
+        self.entries = index if self.upstream_paths is not None else load_index(index_path)["steps"]
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -116,6 +127,8 @@ class StepDataset(Dataset):
 
     def read(self, i: int, images: bool = True) -> dict:
         """Step ``i``; ``images=False`` leaves its camera images PNG-packed on disk (see :class:`EpochSteps`)."""
+        if self.upstream_paths is not None:
+            return upstream_format.read_step(self.upstream_paths[i])
         return read_step(self.index_path, self.entries[i], images=images)
 
 
@@ -137,8 +150,12 @@ class EpochSteps(Dataset):
 
 
 def collate_steps(steps: list[dict]) -> dict:
-    return dict(obs=[s["obs"] for s in steps], memory=[s.get("memory") for s in steps],
-                actions=torch.tensor([s["action"] for s in steps], dtype=torch.long),
+    if "inputs_embeds" in steps[0]:  # steps that carry the decision sequence (upstream's layout)
+        first = dict(upstream_format.pad_sequences([s["inputs_embeds"] for s in steps],
+                                                   [s["new_input_ids"] for s in steps]))
+    else:
+        first = dict(obs=[s["obs"] for s in steps], memory=[s.get("memory") for s in steps])
+    return dict(first, actions=torch.tensor([s["action"] for s in steps], dtype=torch.long),
                 old_log_probs=torch.as_tensor(np.stack([s["log_probs"] for s in steps]), dtype=torch.float32),
                 advantages=torch.tensor([s["advantage"] for s in steps], dtype=torch.float32),
                 returns=torch.tensor([s["ret"] for s in steps], dtype=torch.float32),
@@ -174,6 +191,16 @@ def _world() -> tuple[int, int]:
 def policy_batch(policy: TrainablePolicy, mb: dict) -> dict:
     """The run-time batch of a minibatch of steps (``policy.preprocess``, with the stored memory if any)."""
     return policy.preprocess(mb["obs"], memory=stack_memory(mb["memory"]))
+
+
+def evaluate_minibatch(policy: TrainablePolicy, scenes: "SceneCache", indices: list[int], mb: dict,
+                       actions: torch.Tensor, temperature: float):
+    """``policy.evaluate_decisions`` on a minibatch of steps: from their observations (scene tokens cached), or,
+    for steps that carry the decision sequence, from that sequence as upstream's PPO reads it."""
+    if "inputs_embeds" in mb:
+        return upstream_format.evaluate_sequences(policy, mb["inputs_embeds"], mb["new_input_ids"], mb["lengths"],
+                                                  temperature=temperature)
+    return scenes.evaluate(policy, indices, policy_batch(policy, mb), actions, temperature=temperature)
 
 
 class SceneCache:
@@ -269,9 +296,8 @@ def score_steps(policy: TrainablePolicy, dataset: Dataset, hp: PPOHyperParams, d
     with torch.no_grad():
         for k, mb in enumerate(loader):
             actions = mb["actions"].to(device)
-            log_probs, _, _ = scenes.evaluate(policy, shard[k * size:(k + 1) * size],
-                                              policy_batch(policy, mb), actions,
-                                              temperature=temperature)
+            log_probs, _, _ = evaluate_minibatch(policy, scenes, shard[k * size:(k + 1) * size], mb, actions,
+                                                 temperature)
             stored = mb["old_log_probs"].to(device)
             gap_sum += (log_probs.float() - stored).gather(1, actions[:, None]).abs().sum()
             rows.append(log_probs.float())
@@ -334,8 +360,8 @@ def ppo_update(policy: TrainablePolicy, optimizer: torch.optim.Optimizer, datase
                 actions = micro["actions"].to(device)
                 # current policy on the stored decisions (the exact rollout-time inputs, memory included); the
                 # frozen scene encoder's tokens from the cache (encoded once per update)
-                new_log_probs_all, new_values, entropy = scenes.evaluate(
-                    policy, micro_indices, policy_batch(policy, micro), actions, temperature=temperature)
+                new_log_probs_all, new_values, entropy = evaluate_minibatch(
+                    policy, scenes, micro_indices, micro, actions, temperature)
                 rows = ppo_loss_rows(new_log_probs_all, new_values, entropy, actions,
                                      micro["old_log_probs"].to(device), micro["advantages"].to(device),
                                      micro["returns"].to(device), hp)
