@@ -53,17 +53,23 @@ from minddrive.utils.io import claim_dir, config_sha256, hash_files, run_lock
 
 @dataclass
 class PPOHyperParams:
-    """Every knob of the PPO update (config key ``ppo``); defaults are the upstream values."""
+    """Every knob of the PPO update (config key ``ppo``). The defaults are upstream's PPO as its code runs it
+    (docs/rl_protocol.md): ratio and KL against the rollout-time log-probs, clip 0.2, value 0.5, KL 0.5, no
+    entropy, 10 epochs of minibatches of 32 per GPU, advantages normalised per minibatch, AdamW at the learning
+    rate its optimiser constructor gives the decision LoRA (8e-5 x 0.1), weight decay 1e-5, gradient clip 35.
+    What differs: upstream's value-head bias trains at 3.2e-4 (its constructor's other group; here one rate for
+    all), its learning rate follows a per-epoch cosine (constant here) under an fp16 dynamic loss scale, and
+    ``recompute_old_log_probs`` (off by default, on in the GPU configs) is this project's option."""
 
     epochs: int = setting(10, "int", 1)                  # passes over the collected steps
-    batch_size: int = setting(32, "int", 1)              # minibatch per process (upstream: 32 per GPU x 8 GPUs)
-    learning_rate: float = setting(1e-5, "number", 0)    # AdamW
-    weight_decay: float = setting(0.0, "number", 0)
+    batch_size: int = setting(32, "int", 1)              # minibatch per process (upstream: samples_per_gpu 32)
+    learning_rate: float = setting(8e-6, "number", 0)    # AdamW (upstream: lr 8e-5 x lm_head_decay_rate 0.1)
+    weight_decay: float = setting(1e-5, "number", 0)
     clip_coef: float = setting(0.2, "number", 0, above=True)    # PPO ratio clip
     value_coef: float = setting(0.5, "number", 0)        # weight of the value MSE
     kl_coef: float = setting(0.5, "number", 0)           # weight of KL(rollout-time distribution || current)
     entropy_coef: float = setting(0.0, "number", 0)      # entropy bonus (upstream: none)
-    max_grad_norm: float = setting(1.0, "number", 0, above=True)
+    max_grad_norm: float = setting(35.0, "number", 0, above=True)   # upstream: grad_clip max_norm 35
     normalize_advantages: bool = setting(True, "bool")   # per minibatch
     # Stop the update early once approx-KL exceeds this.
     target_kl: float | None = setting(None, "number", 0, above=True, optional=True)

@@ -82,10 +82,11 @@ def read_settings(cls: type[T], values: Mapping[str, Any] | None, section: str, 
 @dataclass(frozen=True)
 class ReturnParams:
     """How rewards become returns and advantages (config key ``rl``; GAE, Schulman et al. 2016).
-    The defaults are upstream's."""
+    The defaults are upstream's (its rollout buffer's gamma 0.99 and lambda 1, applied per decision, and upstream
+    decides on every simulator tick: docs/rl_protocol.md)."""
 
     gamma: float = setting(0.99, "number", 0.0, 1.0)       # discount per decision
-    gae_lambda: float = setting(0.95, "number", 0.0, 1.0)  # GAE's bias-variance trade-off (1: Monte Carlo)
+    gae_lambda: float = setting(1.0, "number", 0.0, 1.0)   # GAE's bias-variance trade-off (1: Monte Carlo)
 
     @classmethod
     def from_config(cls, values: Mapping[str, Any] | None, where: str = "config") -> "ReturnParams":

@@ -19,13 +19,14 @@ CONFIGS = Path(__file__).resolve().parents[2] / "adzoo" / "minddrive" / "configs
 
 
 def test_upstream_defaults_are_written_once_and_the_base_rl_config_states_them():
-    assert (ReturnParams().gamma, ReturnParams().gae_lambda) == (0.99, 0.95)
+    assert (ReturnParams().gamma, ReturnParams().gae_lambda) == (0.99, 1.0)
     defaults = inspect.signature(decouple).parameters
-    assert (defaults["gamma"].default, defaults["gae_lambda"].default) == (0.99, 0.95)
+    assert (defaults["gamma"].default, defaults["gae_lambda"].default) == (0.99, 1.0)
     parity = load_config(CONFIGS / "minddrive_rl_ppo_train_parity44.py")  # upstream's setting throughout
     assert ReturnParams.from_config(parity.rl) == ReturnParams()
     hp = ppo_settings(parity)
-    assert (hp.clip_coef, hp.epochs, hp.batch_size, hp.learning_rate, hp.kl_coef) == (0.2, 10, 32, 1e-5, 0.5)
+    assert (hp.clip_coef, hp.epochs, hp.batch_size, hp.learning_rate, hp.kl_coef) == (0.2, 10, 32, 8e-6, 0.5)
+    assert (hp.weight_decay, hp.max_grad_norm, hp.entropy_coef, hp.value_coef) == (1e-5, 35.0, 0.0, 0.5)
     tiny = load_config(CONFIGS / "minddrive_tiny_rl_ppo_train.py")
     assert ReturnParams.from_config(tiny.rl) == ReturnParams(gamma=0.9, gae_lambda=0.95)
 
@@ -65,7 +66,7 @@ def test_a_wrong_value_names_file_key_value_and_what_was_expected(section, key, 
 def test_accepted_values_keep_their_meaning():
     hp = PPOHyperParams.from_config(dict(learning_rate=0, target_kl=None, trainable=["value_head"], epochs=3))
     assert (hp.learning_rate, hp.target_kl, hp.trainable, hp.epochs) == (0, None, ("value_head",), 3)
-    assert ReturnParams.from_config(dict(gamma=1)) == ReturnParams(gamma=1, gae_lambda=0.95)
+    assert ReturnParams.from_config(dict(gamma=1)) == ReturnParams(gamma=1, gae_lambda=1.0)
     with pytest.raises(UserError, match=r"^exp.py: rl.lambda: unknown setting; expected one of: gae_lambda, gamma$"):
         ReturnParams.from_config(dict(gamma=0.9, **{"lambda": 0.9}), "exp.py")
 

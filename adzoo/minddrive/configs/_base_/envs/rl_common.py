@@ -5,7 +5,7 @@ reward = dict(type="SparseRouteReward")
 rollout = dict(
     num_workers=2,             # worker processes (each: one policy copy + envs_per_worker worlds, batched)
     envs_per_worker=4,
-    decision_interval=5,       # ticks between decisions: 0.5 s at the embedded simulator's 10 Hz (2 Hz waypoints)
+    decision_interval=1,       # upstream decides on every simulator tick (docs/rl_protocol.md)
     temperature=1.0,           # sampling temperature of the decision expert's categorical
     stop_on_penalty=True,      # upstream: a rollout episode ends at the first penalty event
     device="cpu",              # "cuda" on a GPU machine
@@ -18,8 +18,8 @@ rollout = dict(
 # Training routes: embedded seeds >= RL_SEED_START (1,000,000); evaluation suites use seeds < 100,000,
 # so RL never trains on an evaluation route. Each rl-loop iteration shifts the seeds by `count`.
 rl_routes = dict(type="seeds", count=32, seed_start=1_000_000)
-rl = dict(gamma=0.99, gae_lambda=0.95)
-ppo = dict(epochs=10, batch_size=32, learning_rate=1e-5, clip_coef=0.2, value_coef=0.5, kl_coef=0.5,
-           entropy_coef=0.0, max_grad_norm=1.0, trainable=("decision_expert", "value_expert", "value_head"))
+rl = dict(gamma=0.99, gae_lambda=1.0)  # upstream's, per decision = per tick
+ppo = dict(epochs=10, batch_size=32, learning_rate=8e-6, weight_decay=1e-5, clip_coef=0.2, value_coef=0.5,
+           kl_coef=0.5, entropy_coef=0.0, max_grad_norm=35.0, trainable=("decision_expert", "value_expert", "value_head"))
 # Closed-loop evaluation after each rl-loop iteration: the held-out embedded suite (or a prefix of it).
 rl_eval = dict(suite="sim-b2d-mini", limit=None, num_envs=4)
