@@ -20,6 +20,6 @@ rollout = dict(
 rl_routes = dict(type="seeds", count=32, seed_start=1_000_000)
 rl = dict(gamma=0.99, gae_lambda=1.0)  # upstream's, per decision = per tick
 ppo = dict(epochs=10, batch_size=32, learning_rate=8e-6, weight_decay=1e-5, clip_coef=0.2, value_coef=0.5,
-           kl_coef=0.5, entropy_coef=0.0, max_grad_norm=35.0, trainable=("decision_expert", "value_expert", "value_head"))
+           kl_coef=0.5, entropy_coef=0.0, max_grad_norm=35.0, trainable=("decision_expert", "value_head"))  # upstream: the value LoRA stays frozen
 # Closed-loop evaluation after each rl-loop iteration: the held-out embedded suite (or a prefix of it).
 rl_eval = dict(suite="sim-b2d-mini", limit=None, num_envs=4)
