@@ -115,7 +115,7 @@ def test_decouple_writes_steps_with_gae_and_is_rerunnable(collected):
     assert (tmp_path / "dec" / entries[0]["file"]).is_file()
     with open(tmp_path / "dec" / "dataset_index.pkl", "rb") as handle:
         assert pickle.load(handle)["steps"] == index["steps"]
-    again = decouple([tmp_path / "rollouts"], tmp_path / "dec", show_progress=False)
+    again = decouple([tmp_path / "rollouts"], tmp_path / "dec", gamma=0.99, gae_lambda=0.95, show_progress=False)
     assert again["steps"] == load_index(tmp_path / "dec" / "dataset_index.pkl")["steps"] == index["steps"]
 
 

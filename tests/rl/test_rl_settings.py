@@ -37,7 +37,10 @@ def test_every_shipped_config_passes_the_checks():
         cfg = load_config(path)
         if "ppo" in cfg:
             ReturnParams.from_config(cfg.get("rl"), str(path))
-            assert ppo_settings(cfg).trainable == ("decision_expert", "value_expert", "value_head")
+            # upstream freezes the value LoRA; the tiny demo trains it (a named deviation)
+            expected = (("decision_expert", "value_expert", "value_head") if "tiny" in path.name
+                        else ("decision_expert", "value_head"))
+            assert ppo_settings(cfg).trainable == expected, path.name
             checked += 1
     assert checked == 8  # 3 rollout + 5 PPO configs
 

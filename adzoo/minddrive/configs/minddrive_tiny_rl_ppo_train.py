@@ -31,8 +31,7 @@ rl = dict(gamma=0.9)
 # Deviations from upstream's protocol for the CPU demo (docs/rl_protocol.md): a shaped reward (progress and
 # penalties every tick; the sparse +1/-1 gives 16 tiny-model routes almost no signal), gamma 0.9 at 2 Hz decisions,
 # and a faster, looser update (lr 1e-3, clip 0.5, 2 epochs, small KL and an entropy bonus) so two iterations move.
-ppo = dict(trainable=("decision_expert", "value_expert", "value_head"),  # value LoRA trains too: faster critic
-           epochs=2, batch_size=64, learning_rate=1e-3, kl_coef=0.01, entropy_coef=0.01, clip_coef=0.5,
+ppo = dict(epochs=2, batch_size=64, learning_rate=1e-3, kl_coef=0.01, entropy_coef=0.01, clip_coef=0.5,
            target_kl=None)
 # The held-out suite prefix every iteration (and the IL checkpoint, iteration 0) is scored on.
 rl_eval = dict(suite="sim-b2d-mini", limit=16, num_envs=8)

@@ -9,3 +9,4 @@ rl_routes = dict(count=16)
 # shorter step count per route lowers the variance of a 16-route batch.
 rollout = dict(decision_interval=5)
 rl = dict(gae_lambda=0.95)
+ppo = dict(trainable=("decision_expert", "value_expert", "value_head"))  # the value LoRA trains too: a faster critic
