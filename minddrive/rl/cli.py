@@ -64,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
 def _collecting_policy(config: str | None, ckpt: str | None, why: str):
     if config is None or ckpt is None:
         raise UserError(f"{why}: give --config and --ckpt of the policy that collected the rollouts")
-    from minddrive.rl.workers import load_policy
+    from minddrive.rollout.policy import load_policy
 
     return load_policy(load_config(config), ckpt)
 

@@ -55,7 +55,7 @@ def to_upstream(index_path: str | os.PathLike, out_dir: str | os.PathLike, polic
                 raise UserError(f"{index_path}: its steps hold observations; give the config and checkpoint they "
                                 "were collected with (--config, --ckpt) to write the decision sequences")
             mb = collate_steps(steps)
-            batch = policy_batch(policy, mb, "memory" in _parameters(policy.preprocess))
+            batch = policy_batch(policy, mb)
             sequences = upstream_format.decision_sequences(policy, batch, mb["actions"])
         for i, step, (embeds, ids) in zip(chunk, steps, sequences):
             arrays = upstream_format.step_arrays(
@@ -123,8 +123,3 @@ def decouple_upstream(rollout_dirs: list, out_dir: str | os.PathLike, policy: An
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
-
-def _parameters(fn: Any) -> set[str]:
-    import inspect
-
-    return set(inspect.signature(fn).parameters)

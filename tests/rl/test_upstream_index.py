@@ -17,7 +17,7 @@ from minddrive.rl import upstream_format
 from minddrive.rl.buffer import pack_obs
 from minddrive.rl.index_convert import convert, decouple_upstream, index_layout
 from minddrive.rl.ppo import PPOHyperParams, StepDataset, ppo_update, select_trainable
-from minddrive.rl.workers import load_policy
+from minddrive.rollout.policy import load_policy
 
 CONFIG = "adzoo/minddrive/configs/minddrive_tiny_rl_ppo_train.py"
 
