@@ -65,7 +65,7 @@ def test_parity_config_reads_the_route_file_the_repository_ships(repo_root, monk
     monkeypatch.chdir(repo_root)  # config paths are relative to the repository root, like data/ and ckpts/
     cfg = load_config(PARITY)
     jobs = make_jobs(dict(cfg.rl_routes))
-    assert len(jobs) == 44 and jobs[0].key == "RouteScenario_1773_rep0_it0"
+    assert len(jobs) == 44 * 5 and jobs[0].key == "RouteScenario_1773_rep0_it0"  # upstream's 5 repetitions
     assert jobs[0].options == {"route_file": cfg.rl_routes.path, "route_id": "1773"}
     missing = load_config(PARITY, ["rl_routes.path=elsewhere/rollout_routes.xml"])
     with pytest.raises(UserError) as info:

@@ -61,9 +61,9 @@ def make_jobs(routes_cfg: dict, offset: int = 0) -> list[RouteJob]:
         from minddrive.sim.routes import parse_routes
 
         path = routes_cfg.get("path")
-        if not path or not Path(path).is_file():
-            raise UserError(f"rl_routes.path = {path!r}: expected a route XML file (upstream's rollout routes: "
-                            "data/routes/rollout_routes.xml of a MindDrive checkout)")
+        if not path:
+            raise UserError("rl_routes.path = None: expected a route XML file (upstream's rollout routes: "
+                            "tests/fixtures/minddrive_release/rollout_routes.xml)")
         routes = parse_routes(path)
         repetitions = int(routes_cfg.get("repetitions", 1))
         return [RouteJob(key=f"{route.route_id(rep)}_it{offset}", seed=int(routes_cfg.get("seed", 0)) + rep + offset,

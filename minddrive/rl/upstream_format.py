@@ -144,7 +144,7 @@ def evaluate_sequences(policy: Any, inputs_embeds: torch.Tensor, new_input_ids: 
     """(log-probs of the 7 speed actions (B, 7), value (B,), entropy (B,)) with gradients, read as upstream's
     PPO reads them: decision expert at position L - 2 of each sequence, value expert + value head at the state
     just before the (last) speed meta-action token."""
-    from minddrive.models.policy import _begin_model_invocation, _eval_mode
+    from minddrive.models.policy import _eval_mode
 
     model = policy.model
     device = policy.device
@@ -161,7 +161,8 @@ def evaluate_sequences(policy: Any, inputs_embeds: torch.Tensor, new_input_ids: 
     value_pos = width - 1 - before_speed.flip(1).float().argmax(1)
     decision_pos = lengths - 2
     rows = torch.arange(b, device=device)
-    _begin_model_invocation(device)
+    if device.type == "cuda":  # one model pass begins (CUDA-graph trees of ppo.compile's graphed layers)
+        torch.compiler.cudagraph_mark_step_begin()
     with _eval_mode(model), model.no_llm_gradient_checkpointing(), policy._autocast():
         embeds = embeds.to(model.llm_embeddings.weight.dtype)
         if model._lora_layers:

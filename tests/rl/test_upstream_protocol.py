@@ -71,7 +71,7 @@ def test_route_file_jobs_repeat_each_route_five_times_and_need_the_file(tmp_path
     assert len(shipped) == 44 * 5                                # upstream's 44 rollout routes, 5 times each
     with pytest.raises(UserError, match=r"^rl_routes.path = None: expected a route XML file"):
         make_jobs(dict(parity.rl_routes, path=None))
-    with pytest.raises(UserError, match="missing.xml"):
+    with pytest.raises(UserError, match="missing.xml: route file not found"):
         make_jobs(dict(type="route_file", path=str(tmp_path / "missing.xml")))
 
 
