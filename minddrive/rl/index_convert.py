@@ -21,17 +21,13 @@ from tqdm import tqdm
 from minddrive.errors import UserError
 from minddrive.rl import upstream_format
 from minddrive.rl.decouple import INDEX_VERSION
-from minddrive.utils.io import atomic_path
+from minddrive.utils.io import atomic_path, read_pickled
 
 LAYOUTS = ("minddrive", "upstream")
 
 
 def index_layout(index_path: str | os.PathLike) -> str:
-    path = Path(index_path)
-    if not path.is_file():
-        raise UserError(f"{path}: dataset index not found")
-    with open(path, "rb") as handle:
-        index = pickle.load(handle)
+    index = read_pickled(index_path, "dataset index")
     return "upstream" if upstream_format.is_upstream_index(index) else "minddrive"
 
 

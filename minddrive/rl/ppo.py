@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -48,7 +47,7 @@ from minddrive.rl.decouple import load_index, read_step
 from minddrive.rl.settings import config_file, read_settings, setting
 from minddrive.rollout.driver import stack_memory
 from minddrive.rollout.policy import load_policy, policy_module, save_policy
-from minddrive.utils.io import claim_dir, config_sha256, hash_files, run_lock
+from minddrive.utils.io import claim_dir, config_sha256, hash_files, read_pickled, run_lock
 
 
 @dataclass
@@ -117,10 +116,7 @@ class StepDataset(Dataset):
 
     def __init__(self, index_path: str | os.PathLike):
         self.index_path = Path(index_path)
-        if not self.index_path.is_file():
-            raise UserError(f"{index_path}: dataset index not found")
-        with open(self.index_path, "rb") as handle:
-            index = pickle.load(handle)
+        index = read_pickled(self.index_path, "dataset index")
         self.upstream_paths = (upstream_format.step_paths(self.index_path, index)
                                if upstream_format.is_upstream_index(index) else None)
         self.entries = index if self.upstream_paths is not None else load_index(index_path)["steps"]
