@@ -19,7 +19,9 @@ GAE advantages and returns (minddrive.rl.decouple). One update is:
 
 Only the decision expert's LoRA and the value net train (``trainable`` name patterns); everything else
 is frozen. Multi-GPU: ``torchrun`` starts one process per GPU; each takes a disjoint shard of every
-shuffled epoch and gradients are averaged with one all-reduce per step (what DDP does, spelled out).
+shuffled epoch and gradients are averaged with one all-reduce per step (what DDP does, spelled out), or, with
+``ppo.strategy=dict(type="deepspeed", zero_stage=2)``, by the trainer's DeepSpeed engine
+(``minddrive.train.distributed``), which then owns the backward, clip and step.
 """
 
 from __future__ import annotations
@@ -40,13 +42,14 @@ from tqdm import tqdm
 
 from minddrive.errors import UserError
 from minddrive.interfaces import TrainablePolicy
-from minddrive.models.acceleration import accelerate_for_ppo, own_gradients, regional_compile_options
+from minddrive.models.acceleration import accelerate_for_ppo, regional_compile_options
 from minddrive.rl.buffer import checkpoint_fingerprint
 from minddrive.rl import upstream_format
 from minddrive.rl.decouple import load_index, read_step
 from minddrive.rl.settings import config_file, read_settings, setting
 from minddrive.rollout.driver import stack_memory
 from minddrive.rollout.policy import load_policy, policy_module, save_policy
+from minddrive.train.distributed import DistInfo, Engine, deepspeed_stage, wrap_model
 from minddrive.utils.io import claim_dir, config_sha256, hash_files, read_pickled, run_lock
 
 
@@ -95,12 +98,31 @@ class PPOHyperParams:
     # ``batch_size``), for minibatches that do not fit the GPU in one pass. None: the whole minibatch.
     micro_batch_size: int | None = setting(None, "int", 1, optional=True)
     seed: int = setting(0, "int", 0)
+    # How processes share the update. None: the bare model, gradients averaged by one all-reduce per step.
+    # dict(type="deepspeed", zero_stage=0|1|2, config={...}): the trainer's DeepSpeed engine (``strategy`` of
+    # ``minddrive.train.distributed.wrap_model``) owns backward, clipping at max_grad_norm and the step; ZeRO-2
+    # partitions the optimiser state and gradients of the trainable parameters over the processes.
+    strategy: Any = None
 
     @classmethod
     def from_config(cls, values: dict | None, where: str = "config") -> "PPOHyperParams":
         """From the ``ppo`` section; ``where`` (the config file) names the file in errors."""
         regional_compile_options((values or {}).get("compile"), "ppo.compile")  # fails before any loading
+        check_ppo_strategy((values or {}).get("strategy"), where)
         return read_settings(cls, values, "ppo", where)
+
+
+def check_ppo_strategy(strategy: Any, where: str = "config") -> None:
+    """``ppo.strategy``: None or a DeepSpeed strategy whose keys and ZeRO stage the trainer's wrapper accepts."""
+    if strategy is None:
+        return
+    if not isinstance(strategy, dict) or strategy.get("type") != "deepspeed":
+        raise UserError(f"{where}: ppo.strategy = {strategy!r}: expected None (gradients averaged by one "
+                        "all-reduce) or dict(type='deepspeed', zero_stage=0|1|2)")
+    try:
+        deepspeed_stage(dict(strategy))
+    except UserError as error:
+        raise UserError(f"{where}: ppo.{error}") from None
 
 
 def ppo_settings(cfg: Any) -> PPOHyperParams:
@@ -256,6 +278,46 @@ def split_minibatch(mb: dict, indices: list[int], size: int) -> list[tuple[dict,
     return out
 
 
+class GradientAveragingEngine(Engine):
+    """PPO's default engine: the bare model; before the clip and step, every trainable gradient is averaged over
+    the processes with one all-reduce each (a parameter without a gradient on this process counts as zeros)."""
+
+    def step(self) -> torch.Tensor:
+        _, world_size = _world()
+        if world_size > 1:
+            for group in self.optimizer.param_groups:
+                for p in group["params"]:
+                    if p.grad is None:
+                        p.grad = torch.zeros_like(p)
+                    dist.all_reduce(p.grad)
+                    p.grad /= world_size
+        return super().step()
+
+
+def ppo_engine(policy: TrainablePolicy, hp: PPOHyperParams, device: torch.device, cuda_graphed: bool = True) -> Engine:
+    """AdamW over the policy's trainable parameters (:func:`select_trainable` first) inside the engine
+    ``hp.strategy`` names. One optimiser step per minibatch: the loss of each micro-batch is already its share
+    of the minibatch mean, so no engine divides it again (accumulate=1); ``Engine.backward``'s ``accumulating``
+    marks the micro-batches before the minibatch's last. ``cuda_graphed``: the first micro-batch's gradients
+    are copied out of CUDA-graph memory before the next replay (``own_gradients``)."""
+    module = policy_module(policy)
+    params = [p for p in module.parameters() if p.requires_grad]
+
+    def make_optimizer(_module: torch.nn.Module) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(params, lr=hp.learning_rate, weight_decay=hp.weight_decay)
+
+    if hp.strategy is None:
+        engine = GradientAveragingEngine(module, module, make_optimizer(module), hp.max_grad_norm)
+    else:
+        rank, world_size = _world()
+        info = DistInfo(rank=rank, world_size=world_size, local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+                        device=device)
+        engine = wrap_model(module, make_optimizer, info, dict(hp.strategy), hp.max_grad_norm, 1,
+                            hp.micro_batch_size or hp.batch_size)
+    engine.cuda_graphed = cuda_graphed
+    return engine
+
+
 def ppo_loss_rows(new_log_probs_all: torch.Tensor, new_values: torch.Tensor, entropy: torch.Tensor,
                   actions: torch.Tensor, old_log_probs_all: torch.Tensor, advantages: torch.Tensor,
                   returns: torch.Tensor, hp: PPOHyperParams) -> dict[str, torch.Tensor]:
@@ -323,12 +385,19 @@ def score_steps(policy: TrainablePolicy, dataset: Dataset, hp: PPOHyperParams, d
     return scores, gap
 
 
-def ppo_update(policy: TrainablePolicy, optimizer: torch.optim.Optimizer, dataset: Dataset, hp: PPOHyperParams,
-               device: torch.device, writer: SummaryWriter | None = None, log_path: Path | None = None,
-               global_step: int = 0, show_progress: bool = True) -> dict:
-    """Run ``hp.epochs`` PPO epochs over ``dataset``; returns the last epoch's mean metrics."""
+def ppo_update(policy: TrainablePolicy, optimizer: torch.optim.Optimizer | Engine, dataset: Dataset,
+               hp: PPOHyperParams, device: torch.device, writer: SummaryWriter | None = None,
+               log_path: Path | None = None, global_step: int = 0, show_progress: bool = True) -> dict:
+    """Run ``hp.epochs`` PPO epochs over ``dataset``; returns the last epoch's mean metrics. ``optimizer``: an
+    :class:`Engine` (:func:`ppo_engine`), or an optimiser over the trainable parameters, which then steps in
+    the default engine (gradients averaged by all-reduce, clipped at ``hp.max_grad_norm``)."""
     rank, world_size = _world()
-    params = [p for p in policy_module(policy).parameters() if p.requires_grad]
+    if isinstance(optimizer, Engine):
+        engine = optimizer
+    else:
+        module = policy_module(policy)
+        engine = GradientAveragingEngine(module, module, optimizer, hp.max_grad_norm)
+        engine.cuda_graphed = True  # unknown here: copy the first micro-batch's gradients as if graphed
     generator = torch.Generator().manual_seed(hp.seed)
     temperature = 1.0 if hp.temperature is None else float(hp.temperature)
     scenes = SceneCache(policy, hp.cache_scenes)
@@ -355,7 +424,7 @@ def ppo_update(policy: TrainablePolicy, optimizer: torch.optim.Optimizer, datase
                 mb["advantages"] = (mb["advantages"] - mb["advantages"].mean()) / (mb["advantages"].std() + 1e-8)
 
             # --- the loss over the minibatch, one micro-batch at a time; gradients add up
-            optimizer.zero_grad(set_to_none=True)
+            engine.zero_grad()
             row_sums: dict[str, torch.Tensor] = {}
             micro_batches = split_minibatch(mb, indices, hp.micro_batch_size or len(indices))
             for m, (micro, micro_indices) in enumerate(micro_batches):
@@ -367,20 +436,13 @@ def ppo_update(policy: TrainablePolicy, optimizer: torch.optim.Optimizer, datase
                 rows = ppo_loss_rows(new_log_probs_all, new_values, entropy, actions,
                                      micro["old_log_probs"].to(device), micro["advantages"].to(device),
                                      micro["returns"].to(device), hp)
-                (rows["loss"].sum() / len(indices)).backward()  # the minibatch mean, micro-batch by micro-batch
-                if m == 0 and len(micro_batches) > 1:  # graphed LLM layers (ppo.compile): a few MB of adapters
-                    own_gradients(params)
+                # the minibatch mean, micro-batch by micro-batch; one step after the last (graphed LLM layers,
+                # ppo.compile: the engine copies the first micro-batch's gradients, a few MB of adapters)
+                engine.backward(rows["loss"].sum() / len(indices), accumulating=m < len(micro_batches) - 1)
                 for key, value in rows.items():
                     row_sums[key] = row_sums.get(key, 0.0) + value.detach().sum()
                 value_pairs.append((new_values.detach().float().cpu(), micro["returns"].float()))
-            if world_size > 1:  # average gradients across processes (DDP's all-reduce, explicit)
-                for p in params:
-                    if p.grad is None:
-                        p.grad = torch.zeros_like(p)
-                    dist.all_reduce(p.grad)
-                    p.grad /= world_size
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, hp.max_grad_norm)
-            optimizer.step()
+            grad_norm = engine.step()  # average over processes, clip, step
 
             metrics = {key: float(value) / len(indices) for key, value in row_sums.items()}
             metrics["grad_norm"] = float(grad_norm)
@@ -445,12 +507,12 @@ def _train_ppo(cfg: Any, hp: PPOHyperParams, ckpt: str | os.PathLike, dataset: S
     work_dir.mkdir(parents=True, exist_ok=True)
 
     policy = load_policy(cfg, ckpt, device=str(device))
-    accelerate_for_ppo(policy, hp.compile)
-    params = select_trainable(policy_module(policy), hp.trainable)
-    optimizer = torch.optim.AdamW(params, lr=hp.learning_rate, weight_decay=hp.weight_decay)
+    graphed = accelerate_for_ppo(policy, hp.compile)
+    select_trainable(policy_module(policy), hp.trainable)
+    engine = ppo_engine(policy, hp, device, cuda_graphed=graphed)
     writer = SummaryWriter(str(work_dir / "tensorboard")) if rank == 0 else None
     started = time.monotonic()
-    metrics = ppo_update(policy, optimizer, dataset, hp, device, writer=writer, log_path=work_dir / "ppo_log.jsonl",
+    metrics = ppo_update(policy, engine, dataset, hp, device, writer=writer, log_path=work_dir / "ppo_log.jsonl",
                          show_progress=show_progress)
     metrics.update(steps=len(dataset), seconds=time.monotonic() - started)
     out = work_dir / "ckpt"

@@ -141,7 +141,10 @@ class DeepSpeedEngine(Engine):
         return contextlib.nullcontext()
 
     def backward(self, loss: torch.Tensor, accumulating: bool = False) -> None:
-        # DeepSpeed divides by its own accumulation count and steps only at the boundary.
+        # DeepSpeed divides by its own accumulation count (``accumulate``) and steps only at the boundary, which
+        # the caller's ``accumulating`` sets: PPO's minibatches split into a varying number of micro-batches
+        # (a short last minibatch), so DeepSpeed's own micro-step count would put the boundary elsewhere.
+        self.wrapped.set_gradient_accumulation_boundary(not accumulating)
         self.wrapped.backward(loss)
         self.wrapped.step()
 
